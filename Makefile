@@ -1,0 +1,28 @@
+# The two commands a newcomer needs: `make run` and `make test`. Both install what is missing.
+SCRIPTS := infra/scripts
+
+.PHONY: run test services services-stop services-status reset migrate check-template
+
+run:            ## start local services, apply migrations, show what runs
+	@$(SCRIPTS)/run.sh
+
+test:           ## fmt, clippy, every test against real Postgres + moto, template checks
+	@$(SCRIPTS)/test.sh
+
+services:       ## start Postgres and moto on free local ports (idempotent); writes .local/env
+	@$(SCRIPTS)/services.sh up
+
+services-stop:  ## stop the local services; leaves no process behind
+	@$(SCRIPTS)/services.sh down
+
+services-status:
+	@$(SCRIPTS)/services.sh status
+
+reset:          ## stop services, delete their state, start them fresh
+	@$(SCRIPTS)/services.sh reset
+
+migrate: services
+	@. .local/env && cargo run --quiet -p inlet-infra --bin inlet -- migrate --dir migrations
+
+check-template:
+	@$(SCRIPTS)/check-template.sh

@@ -1,0 +1,10 @@
+//! Inlet's library: everything that can be tested without Lambda.
+//!
+//! `functions/*` only wire configuration and clients, then call handlers that live here.
+
+pub mod aws;
+pub mod db;
+pub mod telemetry;
+
+#[cfg(feature = "testing")]
+pub mod testing;

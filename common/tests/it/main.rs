@@ -1,0 +1,6 @@
+//! Integration tests of `inlet-common` against the real local services (`make test` starts
+//! them). One test binary for the crate: it links once.
+
+mod migrations;
+mod roles;
+mod tenancy;

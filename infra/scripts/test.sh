@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# `make test`: install what is missing, start the local services, then every check.
+# Exits non-zero on the first failure.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$REPO_ROOT"
+
+"$REPO_ROOT/infra/scripts/tools.sh" rust
+"$REPO_ROOT/infra/scripts/services.sh" up
+# shellcheck disable=SC1091
+. "$LOCAL_DIR/env"
+"$REPO_ROOT/infra/scripts/services.sh" drop-test-databases
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+say "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+say "tests (unit and integration against Postgres and moto)"
+cargo nextest run --workspace --locked --no-fail-fast
+say "template checks"
+"$REPO_ROOT/infra/scripts/check-template.sh"
+say "all checks passed"

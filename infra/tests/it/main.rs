@@ -1,0 +1,3 @@
+//! Integration tests of the `inlet` CLI: the real binary against the local services.
+
+mod cli;
