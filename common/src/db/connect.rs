@@ -96,7 +96,9 @@ mod tests {
 
     #[tokio::test]
     async fn malformed_url_is_a_clear_error() {
-        let err = connect("postgres://a@b:notaport/x").await.expect_err("bad port");
+        let err = connect("postgres://a@b:notaport/x")
+            .await
+            .expect_err("bad port");
         assert!(matches!(err, ConnectError::InvalidUrl(_)), "{err}");
     }
 }
