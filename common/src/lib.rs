@@ -4,6 +4,7 @@
 
 pub mod aws;
 pub mod db;
+pub mod providers;
 pub mod telemetry;
 
 #[cfg(feature = "testing")]

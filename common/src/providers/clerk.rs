@@ -1,0 +1,45 @@
+//! Clerk sends through Svix: svix-* headers, `whsec_` base64 keys (verified in `standard`).
+//! Payload: `{"type":"user.created","timestamp":<ms>,"object":"event","data":{"id":"user_..","object":"user",..}}`.
+
+use http::HeaderMap;
+
+use super::standard::{identify_payload, Headers};
+use super::{EventIdentity, IdentityError};
+
+pub(crate) fn identify(headers: &HeaderMap, body: &[u8]) -> Result<EventIdentity, IdentityError> {
+    identify_payload(headers, Headers::Svix, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::test_support::headers;
+
+    #[test]
+    fn a_clerk_user_created_event_is_identified() {
+        let h = headers(&[
+            ("svix-id", "msg_2abc"),
+            ("svix-timestamp", "1700000000"),
+            ("svix-signature", "v1,x"),
+        ]);
+        let body = br#"{"data":{"id":"user_29w83sxmDNGwOuEthce5gg56FcC","object":"user","email_addresses":[]},"object":"event","type":"user.created","timestamp":1654012591835}"#;
+        let identity = identify(&h, body).unwrap();
+        assert_eq!(identity.event_id, "msg_2abc");
+        assert_eq!(identity.event_type, "user.created");
+        assert_eq!(identity.object_type.as_deref(), Some("user"));
+        assert_eq!(
+            identity.object_id.as_deref(),
+            Some("user_29w83sxmDNGwOuEthce5gg56FcC")
+        );
+        assert_eq!(identity.occurred_at_ms, Some(1_654_012_591_835));
+    }
+
+    #[test]
+    fn a_clerk_event_without_svix_id_is_refused() {
+        let body = br#"{"type":"user.created","data":{"id":"user_1"}}"#;
+        assert_eq!(
+            identify(&headers(&[]), body),
+            Err(IdentityError::MissingField("event id header"))
+        );
+    }
+}

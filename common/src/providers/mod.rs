@@ -1,0 +1,346 @@
+//! Providers: each knows its signature scheme and how to read an event's identity.
+//!
+//! Provider code never talks to AWS. Verification always runs on the raw request bytes before
+//! anything parses them; MACs are compared in constant time (`Mac::verify_slice`).
+
+mod clerk;
+mod github;
+mod scheme;
+mod shopify;
+mod slack;
+mod standard;
+mod stripe;
+mod whop;
+
+use std::fmt;
+
+use http::HeaderMap;
+pub use scheme::{SignatureError, VerifyOptions};
+
+/// A provider Inlet can take webhooks from; the `{provider}` segment of the route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Provider {
+    Stripe,
+    Clerk,
+    Whop,
+    Github,
+    Shopify,
+    Slack,
+    /// Any Standard Webhooks sender (webhook-* or svix-* headers).
+    Standard,
+}
+
+impl Provider {
+    pub const ALL: [Provider; 7] = [
+        Provider::Stripe,
+        Provider::Clerk,
+        Provider::Whop,
+        Provider::Github,
+        Provider::Shopify,
+        Provider::Slack,
+        Provider::Standard,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Stripe => "stripe",
+            Provider::Clerk => "clerk",
+            Provider::Whop => "whop",
+            Provider::Github => "github",
+            Provider::Shopify => "shopify",
+            Provider::Slack => "slack",
+            Provider::Standard => "standard",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Provider> {
+        Provider::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+
+    /// Checks the request's signature with any of `secrets` (several during a rotation).
+    pub fn verify(
+        self,
+        headers: &HeaderMap,
+        body: &[u8],
+        secrets: &[&SigningSecret],
+        options: VerifyOptions,
+    ) -> Result<(), SignatureError> {
+        if secrets.is_empty() {
+            return Err(SignatureError::NoActiveSecret);
+        }
+        match self {
+            Provider::Stripe => stripe::verify(headers, body, secrets, options),
+            Provider::Clerk => standard::verify_svix(headers, body, secrets, options),
+            Provider::Standard => standard::verify(headers, body, secrets, options),
+            Provider::Whop => whop::verify(headers, body, secrets, options),
+            Provider::Github => github::verify(headers, body, secrets),
+            Provider::Shopify => shopify::verify(headers, body, secrets),
+            Provider::Slack => slack::verify(headers, body, secrets, options),
+        }
+    }
+
+    /// Reads the event's identity from a verified request.
+    pub fn identify(
+        self,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<EventIdentity, IdentityError> {
+        match self {
+            Provider::Stripe => stripe::identify(body),
+            Provider::Clerk => clerk::identify(headers, body),
+            Provider::Standard => standard::identify(headers, body),
+            Provider::Whop => whop::identify(headers, body),
+            Provider::Github => github::identify(headers, body),
+            Provider::Shopify => shopify::identify(headers, body),
+            Provider::Slack => slack::identify(headers, body),
+        }
+    }
+
+    /// A response the provider expects instead of processing (Slack's `url_verification`):
+    /// the body to answer with, after the signature has been verified.
+    pub fn handshake(self, body: &[u8]) -> Option<String> {
+        match self {
+            Provider::Slack => slack::handshake(body),
+            _ => None,
+        }
+    }
+
+    /// Signs `body` as the provider would: the headers to send. For `inlet send`, sample
+    /// events and tests. `event_id` is used by schemes that sign it (Standard Webhooks, Svix).
+    pub fn sign(
+        self,
+        secret: &SigningSecret,
+        body: &[u8],
+        timestamp: i64,
+        event_id: &str,
+    ) -> Vec<(String, String)> {
+        let one = |name: &str, value: String| vec![(name.to_owned(), value)];
+        match self {
+            Provider::Stripe => one(
+                stripe::SIGNATURE_HEADER,
+                stripe::sign(secret, body, timestamp),
+            ),
+            Provider::Clerk => standard::sign_with_key(
+                standard::Headers::Svix,
+                &standard::decode_key(secret.expose()).unwrap_or_default(),
+                event_id,
+                timestamp,
+                body,
+            ),
+            Provider::Standard => standard::sign_with_key(
+                standard::Headers::Webhook,
+                &standard::decode_key(secret.expose()).unwrap_or_default(),
+                event_id,
+                timestamp,
+                body,
+            ),
+            Provider::Whop => whop::sign(secret, event_id, timestamp, body),
+            Provider::Github => {
+                let mut headers = one(github::SIGNATURE_HEADER, github::sign(secret, body));
+                headers.push(("x-github-delivery".to_owned(), event_id.to_owned()));
+                headers
+            }
+            Provider::Shopify => {
+                let mut headers = one(shopify::SIGNATURE_HEADER, shopify::sign(secret, body));
+                headers.push(("x-shopify-webhook-id".to_owned(), event_id.to_owned()));
+                headers
+            }
+            Provider::Slack => vec![
+                (
+                    slack::SIGNATURE_HEADER.to_owned(),
+                    slack::sign(secret, timestamp, body),
+                ),
+                (slack::TIMESTAMP_HEADER.to_owned(), timestamp.to_string()),
+            ],
+        }
+    }
+
+    /// Whether `secret` has the shape this provider issues, checked when a source is saved so a
+    /// typo is caught then, not as a stream of 401s.
+    pub fn check_secret(self, secret: &str) -> Result<(), &'static str> {
+        if secret.is_empty() || secret.len() > 1024 {
+            return Err("a signing secret must be 1-1024 characters");
+        }
+        match self {
+            Provider::Clerk | Provider::Standard => standard::decode_key(secret)
+                .map(|_| ())
+                .ok_or("expected whsec_ followed by base64"),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A webhook signing secret. Its `Debug` never shows the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningSecret(String);
+
+impl SigningSecret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself: for computing MACs and for encrypting at rest, nothing else.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SigningSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningSecret([redacted])")
+    }
+}
+
+/// What an event is, read from a verified request: the dedupe key, routing and ordering data.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EventIdentity {
+    /// The provider's id for this event (the idempotency key).
+    pub event_id: String,
+    pub event_type: String,
+    /// The object the event is about, for per-object ordering (`customer`, `cus_123`).
+    pub object_type: Option<String>,
+    pub object_id: Option<String>,
+    /// When the provider says the event happened, in Unix milliseconds.
+    pub occurred_at_ms: Option<i64>,
+}
+
+/// Why an event's identity could not be read: a 400 with a stable code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    #[error("the body is not valid JSON")]
+    InvalidJson,
+    #[error("the body is not valid form data")]
+    InvalidForm,
+    #[error("the event has no {0}")]
+    MissingField(&'static str),
+}
+
+impl IdentityError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            IdentityError::InvalidJson => "invalid_json",
+            IdentityError::InvalidForm => "invalid_form",
+            IdentityError::MissingField(_) => "missing_event_field",
+        }
+    }
+}
+
+/// Bounded, visible-ASCII identifiers only: ids travel in DynamoDB keys and SQS attributes.
+pub(crate) fn clean_id(value: &str) -> Option<String> {
+    let ok = !value.is_empty() && value.len() <= 256 && value.bytes().all(|b| b.is_ascii_graphic());
+    ok.then(|| value.to_owned())
+}
+
+#[cfg(test)]
+pub(crate) mod test_support;
+
+#[cfg(test)]
+mod properties {
+    //! Nothing a client sends can panic a verifier or an identity reader.
+    use http::{HeaderMap, HeaderName, HeaderValue};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Every header any provider reads.
+    const NAMES: [&str; 17] = [
+        "stripe-signature",
+        "svix-id",
+        "svix-timestamp",
+        "svix-signature",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "x-whop-signature",
+        "x-hub-signature-256",
+        "x-github-delivery",
+        "x-github-event",
+        "x-shopify-hmac-sha256",
+        "x-shopify-webhook-id",
+        "x-shopify-topic",
+        "x-shopify-triggered-at",
+        "x-slack-signature",
+        "x-slack-request-timestamp",
+    ];
+
+    fn header_map(values: &[Vec<u8>]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in NAMES.iter().zip(values) {
+            // Bytes HTTP itself cannot carry never reach a Lambda; everything else may.
+            if let Ok(value) = HeaderValue::from_bytes(value) {
+                map.insert(HeaderName::from_static(name), value);
+            }
+        }
+        map
+    }
+
+    /// Arbitrary bytes, biased towards the shapes the parsers look for.
+    fn header_bytes() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..96),
+            "(t=[0-9]{0,12},)?(v[01]=[0-9a-f]{0,70},?){0,10}".prop_map(String::into_bytes),
+            "(v1,[A-Za-z0-9+/=]{0,50} ?){0,10}".prop_map(String::into_bytes),
+            "(sha256=|v0=)[0-9a-fA-F]{0,66}".prop_map(String::into_bytes),
+            "[0-9]{0,20}".prop_map(String::into_bytes),
+        ]
+    }
+
+    fn body_bytes() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..256),
+            r#"\{("(id|type|created|data|event_id|action|timestamp|payload|event)":("[a-z_.]{0,8}"|[0-9]{1,20}|\{\}|null),?){0,6}\}"#.prop_map(String::into_bytes),
+            "((command|trigger_id|payload|text)=[%A-Za-z0-9{}]{0,20}&?){0,4}".prop_map(String::into_bytes),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn no_header_or_body_panics_any_provider(
+            values in proptest::collection::vec(header_bytes(), NAMES.len()),
+            body in body_bytes(),
+            now in any::<i64>(),
+            tolerance in any::<i64>(),
+        ) {
+            let headers = header_map(&values);
+            let secrets = [SigningSecret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), SigningSecret::new("raw")];
+            let refs: Vec<&SigningSecret> = secrets.iter().collect();
+            let options = VerifyOptions { now, tolerance_secs: tolerance };
+            for provider in Provider::ALL {
+                let verified = provider.verify(&headers, &body, &refs, options);
+                // Random input never verifies by accident.
+                prop_assert!(verified.is_err());
+                let _ = provider.identify(&headers, &body);
+                let _ = provider.handshake(&body);
+            }
+        }
+
+        #[test]
+        fn a_signed_request_verifies_and_any_flipped_body_bit_does_not(
+            body in proptest::collection::vec(any::<u8>(), 1..512),
+            flip in any::<proptest::sample::Index>(),
+        ) {
+            let now = 1_700_000_000;
+            let options = VerifyOptions { now, tolerance_secs: 300 };
+            for provider in Provider::ALL {
+                let secret = SigningSecret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+                let mut headers = HeaderMap::new();
+                for (name, value) in provider.sign(&secret, &body, now, "msg_1") {
+                    headers.insert(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(&value).unwrap());
+                }
+                prop_assert_eq!(provider.verify(&headers, &body, &[&secret], options), Ok(()), "{}", provider);
+                let mut tampered = body.clone();
+                let i = flip.index(tampered.len());
+                tampered[i] ^= 0x01;
+                prop_assert_eq!(provider.verify(&headers, &tampered, &[&secret], options), Err(SignatureError::Mismatch), "{}", provider);
+            }
+        }
+    }
+}
