@@ -4,6 +4,7 @@
 
 pub mod aws;
 pub mod db;
+pub mod intake;
 pub mod providers;
 pub mod telemetry;
 

@@ -1,0 +1,309 @@
+//! The intake pipeline, generic over its ports so every decision is testable in-process.
+//!
+//! Order (DESIGN.md): body limit (413) -> source (404) -> rate limit (429) -> signature on the
+//! raw bytes (401) -> identity (400) -> dedupe claim (200 duplicate / 409) -> enqueue (503 and
+//! claim released on failure) -> complete -> 202.
+
+mod envelope;
+#[cfg(any(test, feature = "testing"))]
+pub mod memory;
+mod ports;
+mod response;
+mod source;
+
+use std::collections::BTreeMap;
+
+use http::HeaderMap;
+use sha2::{Digest, Sha256};
+
+pub use envelope::{rfc3339_ms, BodyEncoding, Envelope, CARRIED_HEADERS, ENVELOPE_VERSION};
+pub use ports::{
+    Claim, DedupeStore, EventQueue, QueueError, RateDecision, RateLimiter, SourceStore, StoreError,
+};
+pub use response::IntakeResponse;
+pub use source::{
+    RateLimit, Source, SourceSecret, TenantRule, DEFAULT_BODY_LIMIT, DEFAULT_TOLERANCE_SECS,
+};
+
+use crate::db::CompanyId;
+use crate::providers::{Provider, SigningSecret, VerifyOptions};
+
+/// One webhook request as the gateway delivered it.
+#[derive(Debug)]
+pub struct IntakeRequest<'a> {
+    /// The `{source_id}` path parameter.
+    pub source_id: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+    /// When the request arrived, Unix milliseconds.
+    pub received_at_ms: i64,
+    pub trace_id: Option<&'a str>,
+}
+
+/// Settings fixed per function at cold start.
+#[derive(Debug, Clone)]
+pub struct IntakeConfig {
+    /// The provider this function serves (one function per provider route).
+    pub provider: Provider,
+    /// `INLET_ENV=production`: fail closed when the rate limiter cannot answer.
+    pub production: bool,
+    /// Upper bound before the source is known; a source may set a lower one.
+    pub max_body_bytes: usize,
+}
+
+/// The pipeline with its ports.
+pub struct Intake<S, R, D, Q> {
+    pub config: IntakeConfig,
+    pub sources: S,
+    pub rate_limiter: R,
+    pub dedupe: D,
+    pub queue: Q,
+}
+
+impl<S, R, D, Q> Intake<S, R, D, Q>
+where
+    S: SourceStore,
+    R: RateLimiter,
+    D: DedupeStore,
+    Q: EventQueue,
+{
+    pub async fn handle(&self, request: &IntakeRequest<'_>) -> IntakeResponse {
+        let response = self.decide(request).await;
+        if let Some(code) = response.code {
+            tracing::info!(
+                source_id = %safe_id(request.source_id),
+                provider = %self.config.provider,
+                status = response.status,
+                code,
+                "webhook refused"
+            );
+        }
+        response
+    }
+
+    async fn decide(&self, request: &IntakeRequest<'_>) -> IntakeResponse {
+        let provider = self.config.provider;
+        let now_ms = request.received_at_ms;
+
+        // 1. Size, before anything is looked up or parsed.
+        if request.body.len() > self.config.max_body_bytes {
+            return too_large();
+        }
+
+        // 2. The source: unknown, disabled or another provider's all look the same.
+        let source = match self.sources.get(request.source_id).await {
+            Ok(Some(source)) if source.enabled && source.provider == provider => source,
+            Ok(_) => {
+                return IntakeResponse::problem(404, "source_not_found", "No such webhook source")
+            }
+            Err(error) => {
+                tracing::error!(%error, "source store unavailable");
+                return unavailable("source_store_unavailable");
+            }
+        };
+        if request.body.len() > source.body_limit {
+            return too_large();
+        }
+
+        // 3. Rate limit, before any CPU is spent on signatures.
+        if let Some(limit) = &source.rate_limit {
+            match self
+                .rate_limiter
+                .hit(&source.source_id, limit, now_ms)
+                .await
+            {
+                Ok(RateDecision::Allowed) => {}
+                Ok(RateDecision::Limited { retry_after_secs }) => {
+                    return IntakeResponse::problem(
+                        429,
+                        "rate_limited",
+                        "Too many requests for this source",
+                    )
+                    .with_retry_after(retry_after_secs);
+                }
+                Err(error) if self.config.production => {
+                    tracing::error!(%error, "rate limiter unavailable; failing closed");
+                    return unavailable("rate_limiter_unavailable");
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "rate limiter unavailable; failing open outside production");
+                }
+            }
+        }
+
+        // 4. Signature on the raw bytes.
+        let secrets: Vec<&SigningSecret> = source.active_secrets(now_ms).collect();
+        let options = VerifyOptions {
+            now: now_ms.div_euclid(1000),
+            tolerance_secs: source.tolerance_secs,
+        };
+        if let Err(error) = provider.verify(request.headers, request.body, &secrets, options) {
+            // The security log: the reason code only, never the secret, signature or body.
+            tracing::warn!(
+                target: "security",
+                source_id = %source.source_id,
+                provider = %provider,
+                reason = error.code(),
+                "webhook signature rejected"
+            );
+            return IntakeResponse::problem(
+                401,
+                error.code(),
+                "The webhook signature could not be verified",
+            );
+        }
+        if let Some(challenge) = provider.handshake(request.body) {
+            return IntakeResponse::challenge(&challenge);
+        }
+
+        // 5. Identity and tenant.
+        let identity = match provider.identify(request.headers, request.body) {
+            Ok(identity) => identity,
+            Err(error) => return IntakeResponse::problem(400, error.code(), &error.to_string()),
+        };
+        let company = match source.tenant.resolve(request.body) {
+            Some(company) => company,
+            None => {
+                return IntakeResponse::problem(
+                    400,
+                    "tenant_missing",
+                    "The event does not name a known tenant",
+                )
+            }
+        };
+
+        // 6. Dedupe claim.
+        let key = dedupe_key(&source.source_id, &identity.event_id);
+        let payload_hash = hex::encode(Sha256::digest(request.body));
+        match self.dedupe.claim(&key, &payload_hash, now_ms).await {
+            Ok(Claim::Claimed) => {}
+            Ok(Claim::Existing {
+                payload_hash: seen, ..
+            }) if seen != payload_hash => {
+                tracing::warn!(
+                    target: "security",
+                    source_id = %source.source_id,
+                    provider = %provider,
+                    event_id = %identity.event_id,
+                    reason = "event_id_reused",
+                    "same event id with a different payload"
+                );
+                return IntakeResponse::problem(
+                    409,
+                    "event_id_reused",
+                    "This event id was already used for a different payload",
+                );
+            }
+            Ok(Claim::Existing {
+                completed: true, ..
+            }) => return IntakeResponse::duplicate(&identity.event_id),
+            Ok(Claim::Existing {
+                completed: false,
+                retry_after_secs,
+                ..
+            }) => {
+                return IntakeResponse::problem(
+                    409,
+                    "in_progress",
+                    "This event is being accepted right now; retry shortly",
+                )
+                .with_retry_after(retry_after_secs);
+            }
+            Err(error) => {
+                tracing::error!(%error, "dedupe store unavailable");
+                return unavailable("dedupe_store_unavailable");
+            }
+        }
+
+        // 7. Enqueue; on failure release the claim so the provider's retry succeeds.
+        let (body, body_encoding) = Envelope::encode_body(request.body);
+        let envelope = Envelope {
+            version: ENVELOPE_VERSION,
+            source_id: source.source_id.clone(),
+            provider: provider.as_str().to_owned(),
+            company_id: company.as_str().to_owned(),
+            event_id: identity.event_id.clone(),
+            event_type: identity.event_type,
+            object_type: identity.object_type,
+            object_id: identity.object_id,
+            occurred_at: identity.occurred_at_ms.and_then(rfc3339_ms),
+            received_at: rfc3339_ms(now_ms).unwrap_or_default(),
+            body,
+            body_encoding,
+            headers: carried_headers(request.headers),
+            trace_id: request.trace_id.map(str::to_owned),
+        };
+        if let Err(error) = self.queue.enqueue(&envelope).await {
+            if let Err(release_error) = self.dedupe.release(&key).await {
+                // The claim's lease expires on its own; the retry then succeeds.
+                tracing::error!(error = %release_error, "could not release the dedupe claim");
+            }
+            return match error {
+                QueueError::TooLarge => too_large(),
+                QueueError::Unavailable(error) => {
+                    tracing::error!(%error, "enqueue failed; claim released");
+                    unavailable("enqueue_failed")
+                }
+            };
+        }
+
+        // 8. Done. The event is on the queue even if marking fails: a later duplicate then sees
+        // INPROGRESS until the lease ends, and the consumer's ledger dedupes a re-enqueue.
+        if let Err(error) = self.dedupe.complete(&key, &payload_hash, now_ms).await {
+            tracing::warn!(%error, "could not mark the dedupe record completed");
+        }
+        tracing::info!(
+            source_id = %source.source_id,
+            provider = %provider,
+            company_id = %company,
+            event_id = %identity.event_id,
+            event_type = %envelope.event_type,
+            "webhook accepted"
+        );
+        IntakeResponse::accepted(&identity.event_id)
+    }
+}
+
+/// The idempotency key: a provider event id is unique per source.
+pub fn dedupe_key(source_id: &str, event_id: &str) -> String {
+    format!("{source_id}#{event_id}")
+}
+
+fn too_large() -> IntakeResponse {
+    IntakeResponse::problem(
+        413,
+        "payload_too_large",
+        "The request body is larger than this source accepts",
+    )
+}
+
+fn unavailable(code: &'static str) -> IntakeResponse {
+    IntakeResponse::problem(
+        503,
+        code,
+        "Temporarily unable to accept webhooks; retry later",
+    )
+    .with_retry_after(5)
+}
+
+fn carried_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
+    CARRIED_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let value = headers.get(*name)?.to_str().ok()?;
+            (value.len() <= 512).then(|| ((*name).to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
+/// A path parameter for a log line: only if it is a plain id.
+fn safe_id(value: &str) -> &str {
+    if CompanyId::parse(value).is_ok() {
+        value
+    } else {
+        "<invalid>"
+    }
+}
+
+#[cfg(test)]
+mod tests;

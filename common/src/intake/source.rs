@@ -1,0 +1,120 @@
+//! A webhook source: who sends to `/webhooks/{provider}/{source_id}` and how to check it.
+
+use crate::db::CompanyId;
+use crate::providers::{Provider, SigningSecret};
+
+pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024;
+pub const DEFAULT_TOLERANCE_SECS: i64 = 300;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    pub source_id: String,
+    pub provider: Provider,
+    pub tenant: TenantRule,
+    /// Any active one verifies: rotation adds the new secret and gives the old a not-after.
+    pub secrets: Vec<SourceSecret>,
+    pub tolerance_secs: i64,
+    pub rate_limit: Option<RateLimit>,
+    pub body_limit: usize,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceSecret {
+    pub secret: SigningSecret,
+    /// Unix milliseconds after which this secret no longer verifies.
+    pub not_after_ms: Option<i64>,
+}
+
+/// Which tenant an event belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantRule {
+    /// Every event of the source belongs to one company.
+    Fixed(CompanyId),
+    /// A JSON pointer into the payload (`/company_id` for Whop, `/account` for Stripe Connect).
+    Pointer(String),
+}
+
+/// At most `requests` per `window_secs` per source (fixed window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub window_secs: u32,
+}
+
+impl Source {
+    pub fn active_secrets(&self, now_ms: i64) -> impl Iterator<Item = &SigningSecret> {
+        self.secrets
+            .iter()
+            .filter(move |s| s.not_after_ms.is_none_or(|t| now_ms < t))
+            .map(|s| &s.secret)
+    }
+}
+
+impl TenantRule {
+    /// The company an event belongs to; None when the payload does not name a valid one.
+    pub fn resolve(&self, body: &[u8]) -> Option<CompanyId> {
+        match self {
+            TenantRule::Fixed(company) => Some(company.clone()),
+            TenantRule::Pointer(pointer) => {
+                let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+                CompanyId::parse(value.pointer(pointer)?.as_str()?).ok()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_from_a_pointer_must_be_a_valid_company_id() {
+        let rule = TenantRule::Pointer("/account".into());
+        assert_eq!(
+            rule.resolve(br#"{"account":"acct_1"}"#),
+            Some(CompanyId::parse("acct_1").unwrap())
+        );
+        assert_eq!(rule.resolve(br#"{"account":"bad id"}"#), None);
+        assert_eq!(rule.resolve(br#"{"account":5}"#), None);
+        assert_eq!(rule.resolve(br#"{}"#), None);
+        assert_eq!(rule.resolve(b"token=x"), None);
+        let nested = TenantRule::Pointer("/data/company_id".into());
+        assert_eq!(
+            nested
+                .resolve(br#"{"data":{"company_id":"biz_9"}}"#)
+                .unwrap()
+                .as_str(),
+            "biz_9"
+        );
+    }
+
+    #[test]
+    fn secrets_past_their_not_after_no_longer_verify() {
+        let source = Source {
+            source_id: "src".into(),
+            provider: Provider::Stripe,
+            tenant: TenantRule::Fixed(CompanyId::parse("co").unwrap()),
+            secrets: vec![
+                SourceSecret {
+                    secret: SigningSecret::new("old"),
+                    not_after_ms: Some(1_000),
+                },
+                SourceSecret {
+                    secret: SigningSecret::new("new"),
+                    not_after_ms: None,
+                },
+            ],
+            tolerance_secs: DEFAULT_TOLERANCE_SECS,
+            rate_limit: None,
+            body_limit: DEFAULT_BODY_LIMIT,
+            enabled: true,
+        };
+        assert_eq!(source.active_secrets(999).count(), 2);
+        let after: Vec<_> = source
+            .active_secrets(1_000)
+            .map(|s| s.expose().to_owned())
+            .collect();
+        assert_eq!(after, ["new"]);
+    }
+}
