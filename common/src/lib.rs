@@ -3,6 +3,8 @@
 //! `functions/*` only wire configuration and clients, then call handlers that live here.
 
 pub mod aws;
+pub mod config;
+pub mod crypto;
 pub mod db;
 pub mod intake;
 pub mod providers;

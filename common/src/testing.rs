@@ -102,6 +102,141 @@ impl TestDb {
     }
 }
 
+/// The intake's AWS resources in the emulator, with names unique to one test.
+pub struct AwsFixture {
+    pub sdk: aws_config::SdkConfig,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub sources_table: String,
+    pub idempotency_table: String,
+    pub rate_limit_table: String,
+    pub events_queue_url: String,
+    pub events_dlq_url: String,
+}
+
+/// A key ring for tests (a fixed, test-only key).
+pub const TEST_KEYS: &str = "test:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+impl AwsFixture {
+    /// Creates tables and queues shaped like template.yaml's, on `AWS_ENDPOINT_URL`.
+    pub async fn create() -> AwsFixture {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        };
+        let _ = required_env("AWS_ENDPOINT_URL");
+        let sdk = crate::aws::sdk_config().await;
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let suffix = format!(
+            "{}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0)
+        );
+        let mut names = Vec::new();
+        for (prefix, key) in [
+            ("sources", "source_id"),
+            ("idempotency", "id"),
+            ("ratelimit", "pk"),
+        ] {
+            let name = format!("inlet-test-{prefix}-{suffix}");
+            dynamodb
+                .create_table()
+                .table_name(&name)
+                .billing_mode(BillingMode::PayPerRequest)
+                .attribute_definitions(
+                    AttributeDefinition::builder()
+                        .attribute_name(key)
+                        .attribute_type(ScalarAttributeType::S)
+                        .build()
+                        .expect("attribute definition"),
+                )
+                .key_schema(
+                    KeySchemaElement::builder()
+                        .attribute_name(key)
+                        .key_type(KeyType::Hash)
+                        .build()
+                        .expect("key schema"),
+                )
+                .send()
+                .await
+                .expect("create table in the emulator");
+            names.push(name);
+        }
+        let dlq = sqs
+            .create_queue()
+            .queue_name(format!("inlet-test-events-dlq-{suffix}"))
+            .send()
+            .await
+            .expect("create dlq");
+        let dlq_url = dlq.queue_url().unwrap_or_default().to_owned();
+        let dlq_arn = sqs
+            .get_queue_attributes()
+            .queue_url(&dlq_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("dlq arn")
+            .attributes()
+            .and_then(|a| {
+                a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                    .cloned()
+            })
+            .unwrap_or_default();
+        let queue = sqs
+            .create_queue()
+            .queue_name(format!("inlet-test-events-{suffix}"))
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+                "60",
+            )
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+                format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"5"}}"#),
+            )
+            .send()
+            .await
+            .expect("create queue");
+        let mut names = names.into_iter();
+        AwsFixture {
+            sdk,
+            dynamodb,
+            sqs,
+            sources_table: names.next().unwrap_or_default(),
+            idempotency_table: names.next().unwrap_or_default(),
+            rate_limit_table: names.next().unwrap_or_default(),
+            events_queue_url: queue.queue_url().unwrap_or_default().to_owned(),
+            events_dlq_url: dlq_url,
+        }
+    }
+
+    /// Every message on the events queue right now (received, then left to reappear).
+    pub async fn drain_events(&self) -> Vec<aws_sdk_sqs::types::Message> {
+        let mut all = Vec::new();
+        loop {
+            let output = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.events_queue_url)
+                .max_number_of_messages(10)
+                .message_attribute_names("All")
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+                .visibility_timeout(60)
+                .send()
+                .await
+                .expect("receive");
+            let batch = output.messages().to_vec();
+            if batch.is_empty() {
+                return all;
+            }
+            all.extend(batch);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_dbname;

@@ -5,6 +5,7 @@
 //! claim released on failure) -> complete -> 202.
 
 mod envelope;
+pub mod lambda;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
 mod ports;

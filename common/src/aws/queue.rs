@@ -1,0 +1,68 @@
+//! The events queue: one SQS message per accepted event, with attributes for routing and
+//! filtering (company, provider, type, event id).
+
+use aws_sdk_sqs::types::MessageAttributeValue;
+use aws_sdk_sqs::Client;
+
+use super::describe;
+use crate::intake::{Envelope, EventQueue, QueueError};
+
+#[derive(Clone, Debug)]
+pub struct SqsQueue {
+    client: Client,
+    queue_url: String,
+    /// The queue's MaximumMessageSize.
+    max_message_bytes: usize,
+}
+
+impl SqsQueue {
+    pub fn new(client: Client, queue_url: impl Into<String>, max_message_bytes: usize) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+            max_message_bytes,
+        }
+    }
+}
+
+fn attribute(value: &str) -> Result<MessageAttributeValue, QueueError> {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .map_err(|e| QueueError::Unavailable(e.to_string()))
+}
+
+impl EventQueue for SqsQueue {
+    async fn enqueue(&self, envelope: &Envelope) -> Result<(), QueueError> {
+        let body =
+            serde_json::to_string(envelope).map_err(|e| QueueError::Unavailable(e.to_string()))?;
+        let attributes = [
+            ("company_id", envelope.company_id.as_str()),
+            ("provider", envelope.provider.as_str()),
+            ("event_type", envelope.event_type.as_str()),
+            ("event_id", envelope.event_id.as_str()),
+        ];
+        // SQS counts attribute names, types and values against the message size.
+        let attributes_size: usize = attributes
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + "String".len())
+            .sum();
+        if body.len() + attributes_size > self.max_message_bytes {
+            return Err(QueueError::TooLarge);
+        }
+        let mut request = self
+            .client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body);
+        for (name, value) in attributes {
+            request = request.message_attributes(name, attribute(value)?);
+        }
+        request
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| QueueError::Unavailable(format!("send_message failed: {}", describe(&e))))
+    }
+}

@@ -1,0 +1,9 @@
+//! `POST /webhooks/shopify/{source_id}`: the intake pipeline for Shopify webhooks.
+
+use inlet_common::intake::lambda;
+use inlet_common::providers::Provider;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda::Error> {
+    lambda::run(Provider::Shopify).await
+}
