@@ -14,6 +14,14 @@ use base64::Engine;
 
 const NONCE_LEN: usize = 12;
 
+/// `n` bytes from the operating system's CSPRNG (generated secrets, tokens).
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    use aes_gcm::aead::rand_core::RngCore;
+    let mut bytes = vec![0u8; n];
+    OsRng.fill_bytes(&mut bytes);
+    bytes
+}
+
 #[derive(Clone)]
 pub struct KeyRing {
     keys: BTreeMap<String, Aes256Gcm>,

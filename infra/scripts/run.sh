@@ -13,6 +13,9 @@ inlet="$REPO_ROOT/target/debug/inlet"
 "$inlet" migrate --dir migrations
 "$inlet" db audit
 "$inlet" status
+"$inlet" local resources --template template.yaml
+echo "demo sources (local only):"
+"$inlet" sources seed-demo
 cat <<TXT
 
 Inlet's local services are running:

@@ -200,6 +200,11 @@ write_env() {
     fi
     aws_url=${EXTERNAL_AWS:-http://127.0.0.1:$MOTO_PORT}
     mkdir -p "$LOCAL_DIR"
+    # A key ring for sealing secrets locally: made once, kept across `make reset`.
+    local keyring="$LOCAL_DIR/keyring"
+    if [[ ! -s "$keyring" ]]; then
+        (umask 077 && python3 -c 'import base64, os; print("local1:" + base64.b64encode(os.urandom(32)).decode())' > "$keyring")
+    fi
     cat > "$ENV_FILE" <<ENV
 # Written by infra/scripts/services.sh; source it: . .local/env
 export INLET_LOCAL_ENV=1
@@ -211,6 +216,13 @@ export AWS_REGION=\${AWS_REGION:-us-east-1}
 export AWS_DEFAULT_REGION=\${AWS_DEFAULT_REGION:-us-east-1}
 export AWS_ACCESS_KEY_ID=\${AWS_ACCESS_KEY_ID:-test}
 export AWS_SECRET_ACCESS_KEY=\${AWS_SECRET_ACCESS_KEY:-test}
+export INLET_KEYS='$(cat "$keyring")'
+# Local names of template.yaml's resources (\`inlet local resources\` creates them).
+export SOURCES_TABLE=SourcesTable
+export IDEMPOTENCY_TABLE=IdempotencyTable
+export RATE_LIMIT_TABLE=RateLimitTable
+export EVENTS_QUEUE_URL='$aws_url/123456789012/EventsQueue'
+export EVENTS_DLQ_URL='$aws_url/123456789012/EventsDLQ'
 ENV
 }
 

@@ -1,5 +1,10 @@
 //! `inlet`: the operator CLI.
 
+mod events;
+mod resources;
+mod sources;
+mod template;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -40,6 +45,36 @@ enum Command {
     Status {
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: String,
+    },
+    /// Webhook sources: add, list, show, rotate, disable, enable, seed-demo.
+    Sources(sources::SourcesArgs),
+    /// The sample events in events/.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+    /// The local stack.
+    Local {
+        #[command(subcommand)]
+        command: LocalCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Re-sign the webhook samples with the current time and the demo sources' secrets.
+    Refresh {
+        #[arg(long, default_value = "events")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum LocalCommand {
+    /// Create template.yaml's tables and queues in the emulator (idempotent).
+    Resources {
+        #[arg(long, default_value = "template.yaml")]
+        template: PathBuf,
     },
 }
 
@@ -98,6 +133,37 @@ async fn run(command: Command) -> anyhow::Result<()> {
             bail!("tenancy audit found {} problem(s)", findings.len())
         }
         Command::Status { database_url } => status(&database_url).await,
+        Command::Sources(args) => sources::run(args).await,
+        Command::Events {
+            command: EventsCommand::Refresh { dir },
+        } => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs();
+            for name in events::refresh(&dir, i64::try_from(now)?)? {
+                println!("re-signed {}", dir.join(name).display());
+            }
+            Ok(())
+        }
+        Command::Local {
+            command: LocalCommand::Resources { template },
+        } => {
+            let template = template::Template::load(&template)?;
+            let config = inlet_common::aws::sdk_config().await;
+            let created = resources::create_all(
+                &template,
+                &aws_sdk_dynamodb::Client::new(&config),
+                &aws_sdk_sqs::Client::new(&config),
+            )
+            .await?;
+            for resource in created {
+                println!(
+                    "{:<6} {:<20} {}",
+                    resource.kind, resource.logical_id, resource.address
+                );
+            }
+            Ok(())
+        }
     }
 }
 

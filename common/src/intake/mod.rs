@@ -4,6 +4,7 @@
 //! raw bytes (401) -> identity (400) -> dedupe claim (200 duplicate / 409) -> enqueue (503 and
 //! claim released on failure) -> complete -> 202.
 
+pub mod demo;
 mod envelope;
 pub mod lambda;
 #[cfg(any(test, feature = "testing"))]

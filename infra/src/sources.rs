@@ -1,0 +1,339 @@
+//! `inlet sources`: add, list, show, rotate, disable, enable, seed-demo.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context};
+use base64::Engine;
+use clap::{Args, Subcommand};
+use inlet_common::aws::{valid_source_id, DynamoSources};
+use inlet_common::crypto::{random_bytes, KeyRing};
+use inlet_common::db::CompanyId;
+use inlet_common::intake::{
+    demo, RateLimit, Source, SourceSecret, TenantRule, DEFAULT_BODY_LIMIT, DEFAULT_TOLERANCE_SECS,
+};
+use inlet_common::providers::{Provider, SigningSecret};
+
+#[derive(Args)]
+pub struct SourcesArgs {
+    /// The sources table.
+    #[arg(
+        long,
+        env = "SOURCES_TABLE",
+        global = true,
+        default_value = "SourcesTable"
+    )]
+    table: String,
+    /// Base URL of the webhooks API, for the URL to give the provider.
+    #[arg(
+        long,
+        env = "INLET_API_URL",
+        global = true,
+        default_value = "http://127.0.0.1:3000"
+    )]
+    base_url: String,
+    #[command(subcommand)]
+    command: SourcesCommand,
+}
+
+#[derive(Subcommand)]
+enum SourcesCommand {
+    /// Add a source and print the URL to give the provider (and a generated secret, once).
+    Add(AddArgs),
+    /// List sources (never their secrets).
+    List,
+    /// Show one source (never its secrets).
+    Show { source_id: String },
+    /// Add a new secret; the current ones stay valid for the overlap, then stop verifying.
+    Rotate {
+        source_id: String,
+        /// The provider's new secret; generated when absent.
+        #[arg(long, env = "INLET_SOURCE_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+        #[arg(long, default_value_t = 24)]
+        overlap_hours: u32,
+    },
+    /// Stop accepting webhooks for a source (404, as if it did not exist).
+    Disable { source_id: String },
+    /// Accept webhooks for a disabled source again.
+    Enable { source_id: String },
+    /// Create the demo sources of the local stack (one per provider). Refused in production.
+    SeedDemo,
+}
+
+#[derive(Args)]
+struct AddArgs {
+    #[arg(long, value_parser = parse_provider)]
+    provider: Provider,
+    /// Every event belongs to this company.
+    #[arg(
+        long,
+        conflicts_with = "tenant_pointer",
+        required_unless_present = "tenant_pointer"
+    )]
+    company: Option<String>,
+    /// A JSON pointer to the company id in each payload, e.g. /account (Stripe Connect).
+    #[arg(long)]
+    tenant_pointer: Option<String>,
+    /// Source id (1-64 of A-Z a-z 0-9 _ -); generated when absent.
+    #[arg(long)]
+    id: Option<String>,
+    /// The signing secret the provider gave you; generated when absent.
+    #[arg(long, env = "INLET_SOURCE_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    #[arg(long, default_value_t = DEFAULT_TOLERANCE_SECS)]
+    tolerance_secs: i64,
+    /// REQUESTS/SECONDS, e.g. 100/60.
+    #[arg(long, value_parser = parse_rate_limit)]
+    rate_limit: Option<RateLimit>,
+    #[arg(long, default_value_t = DEFAULT_BODY_LIMIT)]
+    body_limit: usize,
+}
+
+fn parse_provider(text: &str) -> Result<Provider, String> {
+    Provider::parse(text).ok_or_else(|| {
+        let names: Vec<_> = Provider::ALL.iter().map(|p| p.as_str()).collect();
+        format!("unknown provider; one of {}", names.join(", "))
+    })
+}
+
+fn parse_rate_limit(text: &str) -> Result<RateLimit, String> {
+    let (requests, window) = text
+        .split_once('/')
+        .ok_or("expected REQUESTS/SECONDS, e.g. 100/60")?;
+    let requests: u32 = requests
+        .parse()
+        .map_err(|_| "REQUESTS must be a whole number")?;
+    let window_secs: u32 = window
+        .parse()
+        .map_err(|_| "SECONDS must be a whole number")?;
+    if requests == 0 || window_secs == 0 {
+        return Err("both numbers must be above 0".into());
+    }
+    Ok(RateLimit {
+        requests,
+        window_secs,
+    })
+}
+
+/// A new secret in the shape the provider's verifier expects.
+fn generate_secret(provider: Provider) -> String {
+    match provider {
+        Provider::Clerk | Provider::Standard | Provider::Stripe => {
+            format!(
+                "whsec_{}",
+                base64::engine::general_purpose::STANDARD.encode(random_bytes(32))
+            )
+        }
+        Provider::Whop => format!("ws_{}", hex::encode(random_bytes(32))),
+        _ => hex::encode(random_bytes(32)),
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+pub async fn run(args: SourcesArgs) -> anyhow::Result<()> {
+    let keys = KeyRing::from_env()?;
+    let config = inlet_common::aws::sdk_config().await;
+    let store = DynamoSources::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        &args.table,
+        keys,
+        Duration::ZERO,
+    );
+    let url = |source: &Source| {
+        format!(
+            "{}/webhooks/{}/{}",
+            args.base_url.trim_end_matches('/'),
+            source.provider,
+            source.source_id
+        )
+    };
+    match args.command {
+        SourcesCommand::Add(add) => {
+            let source_id = match add.id {
+                Some(id) if valid_source_id(&id) => id,
+                Some(_) => bail!("--id must be 1-64 characters of A-Z a-z 0-9 _ -"),
+                None => format!("src_{}", hex::encode(random_bytes(6))),
+            };
+            if store.fetch(&source_id).await?.is_some() {
+                bail!("source {source_id} already exists; use `inlet sources rotate {source_id}` to change its secret");
+            }
+            let tenant = match (add.company, add.tenant_pointer) {
+                (Some(company), _) => TenantRule::Fixed(
+                    CompanyId::parse(&company).map_err(|e| anyhow!("--company: {e}"))?,
+                ),
+                (None, Some(pointer)) if pointer.starts_with('/') => TenantRule::Pointer(pointer),
+                (None, Some(_)) => {
+                    bail!("--tenant-pointer must be a JSON pointer such as /account")
+                }
+                (None, None) => bail!("give --company or --tenant-pointer"),
+            };
+            let generated = add.secret.is_none();
+            let secret = add.secret.unwrap_or_else(|| generate_secret(add.provider));
+            add.provider
+                .check_secret(&secret)
+                .map_err(|e| anyhow!("--secret: {e}"))?;
+            let source = Source {
+                source_id,
+                provider: add.provider,
+                tenant,
+                secrets: vec![SourceSecret {
+                    secret: SigningSecret::new(secret),
+                    not_after_ms: None,
+                }],
+                tolerance_secs: add.tolerance_secs,
+                rate_limit: add.rate_limit,
+                body_limit: add.body_limit,
+                enabled: true,
+            };
+            store.put(&source).await?;
+            println!("source {} added for {}", source.source_id, source.provider);
+            println!("URL to give the provider: {}", url(&source));
+            if generated {
+                println!(
+                    "signing secret (shown once; give it to the provider): {}",
+                    source.secrets[0].secret.expose()
+                );
+            }
+        }
+        SourcesCommand::List => {
+            let sources = store.list().await?;
+            if sources.is_empty() {
+                println!(
+                    "no sources; add one with `inlet sources add --provider stripe --company <id>`"
+                );
+            }
+            for source in sources {
+                println!(
+                    "{:<24} {:<9} {:<8} tenant {:<28} secrets {}  {}",
+                    source.source_id,
+                    source.provider,
+                    if source.enabled {
+                        "enabled"
+                    } else {
+                        "disabled"
+                    },
+                    describe_tenant(&source.tenant),
+                    source.active_secrets(now_ms()).count(),
+                    url(&source)
+                );
+            }
+        }
+        SourcesCommand::Show { source_id } => {
+            let source = fetch(&store, &source_id).await?;
+            println!("source        {}", source.source_id);
+            println!("provider      {}", source.provider);
+            println!("enabled       {}", source.enabled);
+            println!("tenant        {}", describe_tenant(&source.tenant));
+            println!("url           {}", url(&source));
+            println!("tolerance     {} s", source.tolerance_secs);
+            println!("body limit    {} bytes", source.body_limit);
+            match source.rate_limit {
+                Some(limit) => println!(
+                    "rate limit    {} per {} s",
+                    limit.requests, limit.window_secs
+                ),
+                None => println!("rate limit    none"),
+            }
+            let now = now_ms();
+            for (n, secret) in source.secrets.iter().enumerate() {
+                let state = match secret.not_after_ms {
+                    None => "active".to_owned(),
+                    Some(t) if t > now => format!(
+                        "active until {}",
+                        inlet_common::intake::rfc3339_ms(t).unwrap_or_default()
+                    ),
+                    Some(_) => "expired".to_owned(),
+                };
+                println!("secret {}      {state}", n + 1);
+            }
+        }
+        SourcesCommand::Rotate {
+            source_id,
+            secret,
+            overlap_hours,
+        } => {
+            let mut source = fetch(&store, &source_id).await?;
+            let now = now_ms();
+            let generated = secret.is_none();
+            let secret = secret.unwrap_or_else(|| generate_secret(source.provider));
+            source
+                .provider
+                .check_secret(&secret)
+                .map_err(|e| anyhow!("--secret: {e}"))?;
+            let until = now + i64::from(overlap_hours) * 3_600_000;
+            // Drop secrets that already expired; the current ones end after the overlap.
+            source
+                .secrets
+                .retain(|s| s.not_after_ms.is_none_or(|t| t > now));
+            for old in &mut source.secrets {
+                old.not_after_ms = Some(old.not_after_ms.map_or(until, |t| t.min(until)));
+            }
+            source.secrets.push(SourceSecret {
+                secret: SigningSecret::new(secret),
+                not_after_ms: None,
+            });
+            store.put(&source).await?;
+            println!(
+                "source {source_id}: new secret added; previous secrets verify until {}",
+                inlet_common::intake::rfc3339_ms(until).unwrap_or_default()
+            );
+            if generated {
+                println!(
+                    "new signing secret (shown once): {}",
+                    source
+                        .secrets
+                        .last()
+                        .map(|s| s.secret.expose())
+                        .unwrap_or_default()
+                );
+            }
+        }
+        SourcesCommand::Disable { source_id } => set_enabled(&store, &source_id, false).await?,
+        SourcesCommand::Enable { source_id } => set_enabled(&store, &source_id, true).await?,
+        SourcesCommand::SeedDemo => {
+            if std::env::var("INLET_ENV").as_deref() == Ok("production") {
+                bail!("refusing to create demo sources with INLET_ENV=production");
+            }
+            for source in demo::demo_sources() {
+                store.put(&source).await.context("seeding demo sources")?;
+                println!("{:<18} {}", source.source_id, url(&source));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn fetch(store: &DynamoSources, source_id: &str) -> anyhow::Result<Source> {
+    store
+        .fetch(source_id)
+        .await?
+        .ok_or_else(|| anyhow!("no source {source_id}; see `inlet sources list`"))
+}
+
+async fn set_enabled(store: &DynamoSources, source_id: &str, enabled: bool) -> anyhow::Result<()> {
+    let mut source = fetch(store, source_id).await?;
+    source.enabled = enabled;
+    store.put(&source).await?;
+    println!(
+        "source {source_id} {}",
+        if enabled {
+            "enabled"
+        } else {
+            "disabled: its URL now answers 404"
+        }
+    );
+    Ok(())
+}
+
+fn describe_tenant(tenant: &TenantRule) -> String {
+    match tenant {
+        TenantRule::Fixed(company) => format!("company {company}"),
+        TenantRule::Pointer(pointer) => format!("from payload {pointer}"),
+    }
+}

@@ -1,0 +1,179 @@
+//! Reading template.yaml: the resources the local stack creates, with the intrinsics the
+//! template uses resolved to local names, URLs and ARNs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context};
+use serde_norway::Value;
+
+/// The account and region moto reports; local ARNs use them.
+pub const LOCAL_ACCOUNT: &str = "123456789012";
+pub const LOCAL_REGION: &str = "us-east-1";
+
+#[derive(Debug)]
+pub struct Template {
+    pub resources: BTreeMap<String, Resource>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Resource {
+    pub kind: String,
+    pub properties: Value,
+}
+
+impl Template {
+    pub fn load(path: &Path) -> anyhow::Result<Template> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Self::parse(&text)
+            .with_context(|| format!("{} is not a template Inlet can read", path.display()))
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Template> {
+        let doc: Value = serde_norway::from_str(text)?;
+        let mut resources = BTreeMap::new();
+        let Some(map) = doc.get("Resources").and_then(Value::as_mapping) else {
+            bail!("no Resources section");
+        };
+        for (id, body) in map {
+            let id = id
+                .as_str()
+                .ok_or_else(|| anyhow!("a resource id is not a string"))?;
+            let kind = body
+                .get("Type")
+                .and_then(Value::as_str)
+                .ok_or_else(|| anyhow!("resource {id} has no Type"))?;
+            let properties = body.get("Properties").cloned().unwrap_or(Value::Null);
+            resources.insert(
+                id.to_owned(),
+                Resource {
+                    kind: kind.to_owned(),
+                    properties,
+                },
+            );
+        }
+        Ok(Template { resources })
+    }
+
+    pub fn of_kind<'a>(
+        &'a self,
+        kind: &'a str,
+    ) -> impl Iterator<Item = (&'a String, &'a Resource)> + 'a {
+        self.resources.iter().filter(move |(_, r)| r.kind == kind)
+    }
+
+    /// The local ARN of a queue or table resource.
+    pub fn local_arn(&self, id: &str) -> anyhow::Result<String> {
+        match self.resources.get(id).map(|r| r.kind.as_str()) {
+            Some("AWS::SQS::Queue") => {
+                Ok(format!("arn:aws:sqs:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{id}"))
+            }
+            Some("AWS::DynamoDB::Table") => Ok(format!(
+                "arn:aws:dynamodb:{LOCAL_REGION}:{LOCAL_ACCOUNT}:table/{id}"
+            )),
+            Some(kind) => {
+                bail!("GetAtt {id}.Arn: resources of type {kind} are not supported locally")
+            }
+            None => bail!("GetAtt {id}.Arn: no resource {id}"),
+        }
+    }
+
+    /// Resolves `!GetAtt X.Arn` (the only intrinsic resource properties use today) in `value`
+    /// of `resource`'s `property`; anything else is an error that names both.
+    pub fn resolve_arn(
+        &self,
+        resource: &str,
+        property: &str,
+        value: &Value,
+    ) -> anyhow::Result<String> {
+        match value {
+            Value::String(s) => Ok(s.clone()),
+            Value::Tagged(tagged) if tagged.tag == "GetAtt" || tagged.tag == "!GetAtt" => {
+                let target = tagged.value.as_str().unwrap_or_default();
+                match target.split_once('.') {
+                    Some((id, "Arn")) => self.local_arn(id),
+                    _ => bail!("{resource}.{property}: GetAtt {target} is not supported locally (only X.Arn)"),
+                }
+            }
+            Value::Mapping(map) if map.contains_key("Fn::GetAtt") => {
+                let parts: Vec<&str> = map
+                    .get("Fn::GetAtt")
+                    .and_then(Value::as_sequence)
+                    .map(|s| s.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                match parts.as_slice() {
+                    [id, "Arn"] => self.local_arn(id),
+                    _ => bail!("{resource}.{property}: Fn::GetAtt {parts:?} is not supported locally (only X.Arn)"),
+                }
+            }
+            other => bail!(
+                "{resource}.{property}: {} is not supported locally",
+                describe(other)
+            ),
+        }
+    }
+}
+
+fn describe(value: &Value) -> String {
+    match value {
+        Value::Tagged(tagged) => format!("the intrinsic {}", tagged.tag),
+        Value::Mapping(map) => format!(
+            "the value {}",
+            map.keys()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        _ => "this value".to_owned(),
+    }
+}
+
+/// A property as text: scalars only (numbers and booleans as CloudFormation writes them).
+pub fn scalar(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_projects_template_parses_and_resolves_its_dlq_arn() {
+        let template =
+            Template::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"))
+                .unwrap();
+        let queue = &template.resources["EventsQueue"];
+        let redrive = queue.properties.get("RedrivePolicy").unwrap();
+        let arn = template
+            .resolve_arn(
+                "EventsQueue",
+                "RedrivePolicy",
+                redrive.get("deadLetterTargetArn").unwrap(),
+            )
+            .unwrap();
+        assert_eq!(arn, "arn:aws:sqs:us-east-1:123456789012:EventsDLQ");
+        assert!(template.of_kind("AWS::DynamoDB::Table").count() >= 3);
+    }
+
+    #[test]
+    fn an_unsupported_intrinsic_is_an_error_naming_resource_and_property() {
+        let template = Template::parse(
+            "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      RedrivePolicy:\n        deadLetterTargetArn: !ImportValue other-stack-dlq\n",
+        )
+        .unwrap();
+        let value =
+            template.resources["Q"].properties["RedrivePolicy"]["deadLetterTargetArn"].clone();
+        let error = template
+            .resolve_arn("Q", "RedrivePolicy.deadLetterTargetArn", &value)
+            .unwrap_err();
+        assert_eq!(error.to_string(), "Q.RedrivePolicy.deadLetterTargetArn: the intrinsic !ImportValue is not supported locally");
+        let missing = Template::parse("Resources:\n  X:\n    Properties: {}\n").unwrap_err();
+        assert_eq!(missing.to_string(), "resource X has no Type");
+    }
+}
