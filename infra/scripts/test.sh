@@ -15,6 +15,8 @@ say "cargo fmt --check"
 cargo fmt --all -- --check
 say "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+say "building the function binaries (tests run them as Lambdas)"
+cargo build --workspace --bins --locked
 say "tests (unit and integration against Postgres and moto)"
 cargo nextest run --workspace --locked --no-fail-fast
 say "template checks"

@@ -1,9 +1,6 @@
 //! `inlet`: the operator CLI.
 
-mod events;
-mod resources;
-mod sources;
-mod template;
+use inlet_infra::{events, resources, sources, template};
 
 use std::path::PathBuf;
 use std::process::ExitCode;

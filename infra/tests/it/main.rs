@@ -1,3 +1,4 @@
 //! Integration tests of the `inlet` CLI: the real binary against the local services.
 
 mod cli;
+mod functions;

@@ -1,0 +1,291 @@
+//! A Lambda Runtime API (version 2018-06-01) for function binaries running as local processes:
+//! the same protocol AWS Lambda speaks to a `provided.al2023` bootstrap, so the binaries run
+//! here exactly as they are deployed.
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, Notify};
+use tokio::task::JoinHandle;
+
+const PREFIX: &str = "/2018-06-01/runtime";
+
+/// How an invocation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The handler's response payload.
+    Response(Bytes),
+    /// The handler reported an error (`/invocation/{id}/error`).
+    Error { error_type: String, body: Bytes },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum InvokeError {
+    #[error("Task timed out after {0:.2} seconds")]
+    Timeout(f64),
+    #[error("the function process stopped before answering (Runtime.ExitError)")]
+    Exited,
+}
+
+struct Pending {
+    request_id: String,
+    payload: Bytes,
+    deadline_ms: u64,
+    trace_id: String,
+    reply: oneshot::Sender<Outcome>,
+}
+
+struct Shared {
+    function_arn: String,
+    pending: Mutex<VecDeque<Pending>>,
+    arrived: Notify,
+    in_flight: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
+    init_error: Mutex<Option<(String, Bytes)>>,
+    counter: AtomicU64,
+}
+
+/// One function's Runtime API endpoint.
+pub struct RuntimeApi {
+    address: SocketAddr,
+    shared: Arc<Shared>,
+    server: JoinHandle<()>,
+}
+
+impl Drop for RuntimeApi {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl RuntimeApi {
+    /// Listens on a free loopback port.
+    pub async fn start(function_name: &str) -> std::io::Result<RuntimeApi> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            function_arn: format!("arn:aws:lambda:us-east-1:123456789012:function:{function_name}"),
+            pending: Mutex::default(),
+            arrived: Notify::new(),
+            in_flight: Mutex::default(),
+            init_error: Mutex::default(),
+            counter: AtomicU64::new(0),
+        });
+        let server_shared = shared.clone();
+        let server = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let shared = server_shared.clone();
+                tokio::spawn(async move {
+                    let service =
+                        hyper::service::service_fn(move |request| route(shared.clone(), request));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(RuntimeApi {
+            address,
+            shared,
+            server,
+        })
+    }
+
+    /// `host:port`, the value of `AWS_LAMBDA_RUNTIME_API`.
+    pub fn address(&self) -> String {
+        self.address.to_string()
+    }
+
+    /// The error the function reported at `/init/error`, if any: (type, body).
+    pub fn init_error(&self) -> Option<(String, Bytes)> {
+        lock(&self.shared.init_error).clone()
+    }
+
+    /// Queues one invocation and waits for its outcome, at most `timeout`.
+    pub async fn invoke(
+        &self,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<(String, Outcome), InvokeError> {
+        let n = self.shared.counter.fetch_add(1, Ordering::Relaxed);
+        let request_id = format!("{:08x}-0000-4000-8000-{:012x}", now_ms() as u32, n);
+        let trace_id = format!(
+            "Root=1-{:08x}-{:024x};Parent={:016x};Sampled=0",
+            now_ms() / 1000,
+            n,
+            n
+        );
+        let (reply, outcome) = oneshot::channel();
+        lock(&self.shared.pending).push_back(Pending {
+            request_id: request_id.clone(),
+            payload,
+            deadline_ms: now_ms() + u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            trace_id,
+            reply,
+        });
+        self.shared.arrived.notify_one();
+        match tokio::time::timeout(timeout, outcome).await {
+            Ok(Ok(outcome)) => Ok((request_id, outcome)),
+            Ok(Err(_)) => Err(InvokeError::Exited),
+            Err(_) => {
+                lock(&self.shared.in_flight).remove(&request_id);
+                lock(&self.shared.pending).retain(|p| p.request_id != request_id);
+                Err(InvokeError::Timeout(timeout.as_secs_f64()))
+            }
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+}
+
+async fn route(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = request.uri().path().to_owned();
+    let Some(rest) = path.strip_prefix(PREFIX) else {
+        return Ok(reply(StatusCode::NOT_FOUND, "unknown path"));
+    };
+    let method = request.method().clone();
+    let error_type = request
+        .headers()
+        .get("lambda-runtime-function-error-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("Unhandled")
+        .to_owned();
+    match (method, rest) {
+        (Method::GET, "/invocation/next") => Ok(next(&shared).await),
+        (Method::POST, "/init/error") => {
+            let body = request
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            *lock(&shared.init_error) = Some((error_type, body));
+            Ok(reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#))
+        }
+        (Method::POST, tail) => {
+            let Some((request_id, kind)) = tail
+                .strip_prefix("/invocation/")
+                .and_then(|t| t.rsplit_once('/'))
+            else {
+                return Ok(reply(StatusCode::NOT_FOUND, "unknown path"));
+            };
+            let sender = lock(&shared.in_flight).remove(request_id);
+            let Some(sender) = sender else {
+                return Ok(reply(
+                    StatusCode::BAD_REQUEST,
+                    r#"{"errorType":"InvalidRequestID"}"#,
+                ));
+            };
+            let body = request
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let outcome = match kind {
+                "response" => Outcome::Response(body),
+                "error" => Outcome::Error { error_type, body },
+                _ => return Ok(reply(StatusCode::NOT_FOUND, "unknown path")),
+            };
+            let _ = sender.send(outcome);
+            Ok(reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#))
+        }
+        _ => Ok(reply(StatusCode::NOT_FOUND, "unknown path")),
+    }
+}
+
+/// Long-polls until an invocation is queued, then hands it to the runtime with Lambda's headers.
+async fn next(shared: &Shared) -> Response<Full<Bytes>> {
+    loop {
+        let notified = shared.arrived.notified();
+        let pending = lock(&shared.pending).pop_front();
+        if let Some(p) = pending {
+            lock(&shared.in_flight).insert(p.request_id.clone(), p.reply);
+            let mut response = reply(StatusCode::OK, p.payload);
+            let headers = response.headers_mut();
+            for (name, value) in [
+                ("lambda-runtime-aws-request-id", p.request_id),
+                ("lambda-runtime-deadline-ms", p.deadline_ms.to_string()),
+                (
+                    "lambda-runtime-invoked-function-arn",
+                    shared.function_arn.clone(),
+                ),
+                ("lambda-runtime-trace-id", p.trace_id),
+                ("content-type", "application/json".to_owned()),
+            ] {
+                if let Ok(value) = value.parse() {
+                    headers.insert(name, value);
+                }
+            }
+            return response;
+        }
+        notified.await;
+    }
+}
+
+/// A function binary running against a [`RuntimeApi`], with Lambda's environment.
+pub struct FunctionProcess {
+    pub child: tokio::process::Child,
+}
+
+impl FunctionProcess {
+    pub fn spawn(
+        binary: &Path,
+        api: &RuntimeApi,
+        function_name: &str,
+        memory_mb: u32,
+        environment: &[(String, String)],
+    ) -> std::io::Result<FunctionProcess> {
+        let mut command = tokio::process::Command::new(binary);
+        command
+            .env("AWS_LAMBDA_RUNTIME_API", api.address())
+            .env("AWS_LAMBDA_FUNCTION_NAME", function_name)
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory_mb.to_string())
+            .env(
+                "AWS_LAMBDA_LOG_GROUP_NAME",
+                format!("/aws/lambda/{function_name}"),
+            )
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
+            .kill_on_drop(true);
+        for (key, value) in environment {
+            command.env(key, value);
+        }
+        Ok(FunctionProcess {
+            child: command.spawn()?,
+        })
+    }
+}
