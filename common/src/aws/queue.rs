@@ -34,14 +34,15 @@ fn attribute(value: &str) -> Result<MessageAttributeValue, QueueError> {
 }
 
 impl EventQueue for SqsQueue {
-    async fn enqueue(&self, envelope: &Envelope) -> Result<(), QueueError> {
-        let body =
-            serde_json::to_string(envelope).map_err(|e| QueueError::Unavailable(e.to_string()))?;
+    async fn enqueue(&self, envelope: &Envelope<'_>) -> Result<(), QueueError> {
+        // UTF-8 by construction: JSON bodies are embedded only when UTF-8; others escaped or base64.
+        let body = String::from_utf8(envelope.to_json())
+            .map_err(|e| QueueError::Unavailable(e.to_string()))?;
         let attributes = [
-            ("company_id", envelope.company_id.as_str()),
-            ("provider", envelope.provider.as_str()),
-            ("event_type", envelope.event_type.as_str()),
-            ("event_id", envelope.event_id.as_str()),
+            ("company_id", envelope.meta.company_id.as_str()),
+            ("provider", &*envelope.meta.provider),
+            ("event_type", envelope.meta.event_type.as_str()),
+            ("event_id", envelope.meta.event_id.as_str()),
         ];
         // SQS counts attribute names, types and values against the message size.
         let attributes_size: usize = attributes

@@ -3,7 +3,7 @@
 //! per container for a short time.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -19,6 +19,8 @@ use crate::providers::{Provider, SigningSecret};
 const CACHE_CAPACITY: usize = 1024;
 
 type Item = HashMap<String, AttributeValue>;
+/// Per container: source id -> (when fetched, the source or None for unknown ids).
+type Cache = HashMap<String, (Instant, Option<Arc<Source>>)>;
 
 /// Source ids: 1-64 of `[A-Za-z0-9_-]`. Anything else is unknown without a lookup.
 pub fn valid_source_id(id: &str) -> bool {
@@ -35,7 +37,7 @@ pub struct DynamoSources {
     table: String,
     keys: KeyRing,
     cache_ttl: Duration,
-    cache: Mutex<HashMap<String, (Instant, Option<Source>)>>,
+    cache: Mutex<Cache>,
 }
 
 impl DynamoSources {
@@ -241,7 +243,7 @@ impl DynamoSources {
 }
 
 impl SourceStore for DynamoSources {
-    async fn get(&self, source_id: &str) -> Result<Option<Source>, StoreError> {
+    async fn get(&self, source_id: &str) -> Result<Option<Arc<Source>>, StoreError> {
         if !valid_source_id(source_id) {
             return Ok(None);
         }
@@ -254,7 +256,7 @@ impl SourceStore for DynamoSources {
         if let Some(source) = cached {
             return Ok(source);
         }
-        let source = self.fetch(source_id).await?;
+        let source = self.fetch(source_id).await?.map(Arc::new);
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= CACHE_CAPACITY {
                 cache.clear();

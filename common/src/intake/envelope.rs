@@ -1,11 +1,17 @@
 //! Envelope v1: the SQS message body between intake and the consumers. Documented in
 //! docs/ENVELOPE.md; consumers reject any other version as a permanent error.
+//!
+//! The raw body travels byte for byte: a JSON body is embedded as JSON, verbatim (no escaping:
+//! it was already parsed whole while reading its identity, and is readable in the DLQ); other
+//! UTF-8 bodies as a JSON string; anything else as base64.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 pub const ENVELOPE_VERSION: u32 = 1;
 
@@ -23,48 +29,150 @@ pub const CARRIED_HEADERS: [&str; 9] = [
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Envelope {
+pub struct EnvelopeMeta {
     pub version: u32,
     pub source_id: String,
-    pub provider: String,
+    pub provider: Cow<'static, str>,
     pub company_id: String,
     pub event_id: String,
     pub event_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_id: Option<String>,
     /// RFC 3339, UTC, when the provider says the event happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub occurred_at: Option<String>,
     /// RFC 3339, UTC, when intake accepted it.
     pub received_at: String,
-    /// The raw request body, unchanged: as text when it is UTF-8, else base64.
-    pub body: String,
-    pub body_encoding: BodyEncoding,
     pub headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    pub body_encoding: BodyEncoding,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope<'a> {
+    pub meta: EnvelopeMeta,
+    /// The raw request body, byte for byte.
+    pub body: Cow<'a, [u8]>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BodyEncoding {
+    /// `body` is the request body itself, a JSON value, verbatim.
+    Json,
+    /// `body` is a JSON string holding the UTF-8 request body.
     Utf8,
+    /// `body` is a JSON string holding the base64 of the request body.
     Base64,
 }
 
-impl Envelope {
-    /// Encodes raw bytes for the `body` field without changing a byte of them.
-    pub fn encode_body(raw: &[u8]) -> (String, BodyEncoding) {
-        match std::str::from_utf8(raw) {
-            Ok(text) => (text.to_owned(), BodyEncoding::Utf8),
-            Err(_) => (B64.encode(raw), BodyEncoding::Base64),
+/// Why a message is not a usable envelope: always a permanent error.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error(
+        "envelope version {0} is not supported (this consumer reads version {ENVELOPE_VERSION})"
+    )]
+    UnknownVersion(u32),
+    #[error("the message is not an envelope: {0}")]
+    Malformed(String),
+}
+
+impl BodyEncoding {
+    /// How to carry `raw`: verbatim when it is a whole JSON document (`parsed_as_json`) that is
+    /// UTF-8 and has no surrounding whitespace (which a JSON reader would not hand back).
+    pub fn for_body(raw: &[u8], parsed_as_json: bool) -> BodyEncoding {
+        let utf8 = std::str::from_utf8(raw).is_ok();
+        let trimmed = matches!((raw.first(), raw.last()), (Some(a), Some(z)) if !a.is_ascii_whitespace() && !z.is_ascii_whitespace());
+        match (utf8, parsed_as_json && trimmed) {
+            (true, true) => BodyEncoding::Json,
+            (true, false) => BodyEncoding::Utf8,
+            (false, _) => BodyEncoding::Base64,
         }
     }
+}
 
-    /// The raw request body, as the provider sent it.
-    pub fn raw_body(&self) -> Result<Vec<u8>, base64::DecodeError> {
-        match self.body_encoding {
-            BodyEncoding::Utf8 => Ok(self.body.clone().into_bytes()),
-            BodyEncoding::Base64 => B64.decode(&self.body),
+#[derive(Deserialize)]
+struct VersionOnly {
+    version: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct Wire<'a> {
+    #[serde(flatten)]
+    meta: EnvelopeMeta,
+    #[serde(borrow)]
+    body: &'a RawValue,
+}
+
+impl Envelope<'_> {
+    /// The SQS message body.
+    pub fn to_json(&self) -> Vec<u8> {
+        // The metadata object, then the body spliced in before its closing brace.
+        let encoded_len = match self.meta.body_encoding {
+            BodyEncoding::Json => self.body.len(),
+            BodyEncoding::Utf8 => self.body.len() + self.body.len() / 8,
+            BodyEncoding::Base64 => self.body.len() / 3 * 4 + 4,
+        };
+        let mut out = Vec::with_capacity(encoded_len + 512);
+        if serde_json::to_writer(&mut out, &self.meta).is_err() {
+            return Vec::new();
         }
+        out.pop();
+        out.extend_from_slice(b",\"body\":");
+        match self.meta.body_encoding {
+            BodyEncoding::Json => out.extend_from_slice(&self.body),
+            BodyEncoding::Utf8 => {
+                let text = std::str::from_utf8(&self.body).unwrap_or_default();
+                out.extend_from_slice(serde_json::to_string(text).unwrap_or_default().as_bytes());
+            }
+            BodyEncoding::Base64 => {
+                out.push(b'"');
+                out.extend_from_slice(B64.encode(&self.body).as_bytes());
+                out.push(b'"');
+            }
+        }
+        out.push(b'}');
+        out
+    }
+
+    pub fn into_owned(self) -> Envelope<'static> {
+        Envelope {
+            meta: self.meta,
+            body: Cow::Owned(self.body.into_owned()),
+        }
+    }
+}
+
+impl Envelope<'static> {
+    /// Reads a message body: unknown versions and malformed envelopes are errors (permanent).
+    pub fn from_json(message: &[u8]) -> Result<Envelope<'static>, EnvelopeError> {
+        let malformed = |e: serde_json::Error| EnvelopeError::Malformed(e.to_string());
+        let version: VersionOnly = serde_json::from_slice(message).map_err(malformed)?;
+        match version.version {
+            Some(ENVELOPE_VERSION) => {}
+            Some(other) => return Err(EnvelopeError::UnknownVersion(other)),
+            None => return Err(EnvelopeError::Malformed("no version".into())),
+        }
+        let wire: Wire = serde_json::from_slice(message).map_err(malformed)?;
+        let raw = wire.body.get();
+        let body = match wire.meta.body_encoding {
+            BodyEncoding::Json => raw.as_bytes().to_vec(),
+            BodyEncoding::Utf8 => serde_json::from_str::<String>(raw)
+                .map_err(malformed)?
+                .into_bytes(),
+            BodyEncoding::Base64 => {
+                let text = serde_json::from_str::<String>(raw).map_err(malformed)?;
+                B64.decode(text)
+                    .map_err(|e| EnvelopeError::Malformed(format!("body is not base64: {e}")))?
+            }
+        };
+        Ok(Envelope {
+            meta: wire.meta,
+            body: Cow::Owned(body),
+        })
     }
 }
 
@@ -80,11 +188,9 @@ pub fn rfc3339_ms(unix_ms: i64) -> Option<String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn utf8_bodies_travel_as_text_and_others_as_base64_unchanged() {
-        for raw in [&b"{\"a\":1}"[..], b"\xff\x00\xfe binary", b""] {
-            let (body, body_encoding) = Envelope::encode_body(raw);
-            let envelope = Envelope {
+    fn envelope(raw: &[u8], parsed_as_json: bool) -> Envelope<'_> {
+        Envelope {
+            meta: EnvelopeMeta {
                 version: 1,
                 source_id: "s".into(),
                 provider: "stripe".into(),
@@ -95,15 +201,73 @@ mod tests {
                 object_id: None,
                 occurred_at: None,
                 received_at: "2024-01-01T00:00:00Z".into(),
-                body,
-                body_encoding,
                 headers: BTreeMap::new(),
                 trace_id: None,
-            };
-            let json = serde_json::to_string(&envelope).unwrap();
-            let back: Envelope = serde_json::from_str(&json).unwrap();
-            assert_eq!(back.raw_body().unwrap(), raw);
+                body_encoding: BodyEncoding::for_body(raw, parsed_as_json),
+            },
+            body: Cow::Borrowed(raw),
         }
+    }
+
+    #[test]
+    fn every_body_survives_the_round_trip_byte_for_byte() {
+        let cases: [(&[u8], bool, BodyEncoding); 6] = [
+            (br#"{"a":1,"s":"q\"uote \u00e9"}"#, true, BodyEncoding::Json),
+            (b"[1, 2 ,3]", true, BodyEncoding::Json),
+            (b" {\"a\":1}\n", true, BodyEncoding::Utf8),
+            (b"token=x&text=%F0%9F%98%80", false, BodyEncoding::Utf8),
+            (b"\xff\x00\xfe binary", false, BodyEncoding::Base64),
+            (b"", false, BodyEncoding::Utf8),
+        ];
+        for (raw, json, encoding) in cases {
+            let envelope = envelope(raw, json);
+            assert_eq!(envelope.meta.body_encoding, encoding, "{raw:?}");
+            let wire = envelope.to_json();
+            let text = std::str::from_utf8(&wire).expect("an envelope is UTF-8");
+            serde_json::from_str::<serde_json::Value>(text)
+                .expect("an envelope is one JSON document");
+            let back = Envelope::from_json(&wire).unwrap();
+            assert_eq!(back.body.as_ref(), raw);
+            assert_eq!(back.meta, envelope.meta);
+        }
+    }
+
+    #[test]
+    fn json_bodies_are_embedded_as_json_not_as_escaped_strings() {
+        let wire = envelope(br#"{"id":"evt_1"}"#, true).to_json();
+        let value: serde_json::Value = serde_json::from_slice(&wire).unwrap();
+        assert_eq!(value["body"]["id"], "evt_1");
+    }
+
+    #[test]
+    fn invalid_utf8_inside_json_strings_falls_back_to_base64() {
+        // serde_json skips strings it does not need without checking their UTF-8.
+        assert_eq!(
+            BodyEncoding::for_body(b"{\"a\":\"\xff\"}", true),
+            BodyEncoding::Base64
+        );
+    }
+
+    #[test]
+    fn unknown_versions_and_garbage_are_refused() {
+        assert_eq!(
+            Envelope::from_json(br#"{"version":2,"x":1}"#).unwrap_err(),
+            EnvelopeError::UnknownVersion(2)
+        );
+        assert!(matches!(
+            Envelope::from_json(br#"{"body":1}"#),
+            Err(EnvelopeError::Malformed(_))
+        ));
+        assert!(matches!(
+            Envelope::from_json(b"not json"),
+            Err(EnvelopeError::Malformed(_))
+        ));
+        let mut truncated = envelope(b"{}", true).to_json();
+        truncated.truncate(truncated.len() - 5);
+        assert!(matches!(
+            Envelope::from_json(&truncated),
+            Err(EnvelopeError::Malformed(_))
+        ));
     }
 
     #[test]

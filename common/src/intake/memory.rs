@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::ports::{
     Claim, DedupeStore, EventQueue, QueueError, RateDecision, RateLimiter, SourceStore, StoreError,
@@ -19,7 +19,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[derive(Default)]
 pub struct MemorySources {
-    pub sources: Mutex<HashMap<String, Source>>,
+    pub sources: Mutex<HashMap<String, Arc<Source>>>,
     pub fail: AtomicBool,
 }
 
@@ -27,7 +27,7 @@ impl MemorySources {
     pub fn with(sources: impl IntoIterator<Item = Source>) -> Self {
         let map = sources
             .into_iter()
-            .map(|s| (s.source_id.clone(), s))
+            .map(|s| (s.source_id.clone(), Arc::new(s)))
             .collect();
         Self {
             sources: Mutex::new(map),
@@ -37,7 +37,7 @@ impl MemorySources {
 }
 
 impl SourceStore for MemorySources {
-    async fn get(&self, source_id: &str) -> Result<Option<Source>, StoreError> {
+    async fn get(&self, source_id: &str) -> Result<Option<Arc<Source>>, StoreError> {
         if self.fail.load(Ordering::SeqCst) {
             return Err(StoreError("sources unavailable".into()));
         }
@@ -150,16 +150,16 @@ impl DedupeStore for MemoryDedupe {
 
 #[derive(Default)]
 pub struct MemoryQueue {
-    pub messages: Mutex<Vec<Envelope>>,
+    pub messages: Mutex<Vec<Envelope<'static>>>,
     pub fail: AtomicBool,
 }
 
 impl EventQueue for MemoryQueue {
-    async fn enqueue(&self, envelope: &Envelope) -> Result<(), QueueError> {
+    async fn enqueue(&self, envelope: &Envelope<'_>) -> Result<(), QueueError> {
         if self.fail.load(Ordering::SeqCst) {
             return Err(QueueError::Unavailable("queue unavailable".into()));
         }
-        lock(&self.messages).push(envelope.clone());
+        lock(&self.messages).push(envelope.clone().into_owned());
         Ok(())
     }
 }

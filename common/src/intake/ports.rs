@@ -1,6 +1,8 @@
 //! The pipeline's ports: one trait per capability, so a handler's signature says what it can touch.
 
 use super::source::{RateLimit, Source};
+use std::sync::Arc;
+
 use super::Envelope;
 
 /// A store did not answer (network, throttling, emulator down). The message names no secret.
@@ -12,7 +14,7 @@ pub trait SourceStore {
     fn get(
         &self,
         source_id: &str,
-    ) -> impl std::future::Future<Output = Result<Option<Source>, StoreError>> + Send;
+    ) -> impl std::future::Future<Output = Result<Option<Arc<Source>>, StoreError>> + Send;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +77,6 @@ pub enum QueueError {
 pub trait EventQueue {
     fn enqueue(
         &self,
-        envelope: &Envelope,
+        envelope: &Envelope<'_>,
     ) -> impl std::future::Future<Output = Result<(), QueueError>> + Send;
 }

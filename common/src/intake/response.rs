@@ -2,6 +2,19 @@
 
 use serde_json::json;
 
+/// `{"status":...,"event_id":...}`.
+#[derive(serde::Serialize)]
+struct Outcome<'a> {
+    status: &'static str,
+    event_id: &'a str,
+}
+
+impl Outcome<'_> {
+    fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IntakeResponse {
     pub status: u16,
@@ -17,14 +30,22 @@ impl IntakeResponse {
     pub fn accepted(event_id: &str) -> Self {
         Self::ok(
             202,
-            json!({"status": "accepted", "event_id": event_id}).to_string(),
+            Outcome {
+                status: "accepted",
+                event_id,
+            }
+            .to_json(),
         )
     }
 
     pub fn duplicate(event_id: &str) -> Self {
         Self::ok(
             200,
-            json!({"status": "duplicate", "event_id": event_id}).to_string(),
+            Outcome {
+                status: "duplicate",
+                event_id,
+            }
+            .to_json(),
         )
     }
 

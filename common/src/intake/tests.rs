@@ -82,7 +82,7 @@ async fn send_signed(intake: &TestIntake, body: &[u8]) -> IntakeResponse {
     send(intake, "src_1", &signed(body, SECRET, NOW_MS), body, NOW_MS).await
 }
 
-fn messages(intake: &TestIntake) -> Vec<Envelope> {
+fn messages(intake: &TestIntake) -> Vec<Envelope<'static>> {
     intake.queue.messages.lock().unwrap().clone()
 }
 
@@ -111,39 +111,46 @@ async fn a_valid_event_is_enqueued_once_as_envelope_v1_and_answered_202() {
     let queued = messages(&intake);
     assert_eq!(queued.len(), 1);
     let envelope = &queued[0];
-    assert_eq!(envelope.version, 1);
+    assert_eq!(envelope.meta.version, 1);
     assert_eq!(
         (
-            envelope.source_id.as_str(),
-            envelope.provider.as_str(),
-            envelope.company_id.as_str()
+            envelope.meta.source_id.as_str(),
+            &*envelope.meta.provider,
+            envelope.meta.company_id.as_str()
         ),
         ("src_1", "stripe", "co_1")
     );
     assert_eq!(
-        (envelope.event_id.as_str(), envelope.event_type.as_str()),
+        (
+            envelope.meta.event_id.as_str(),
+            envelope.meta.event_type.as_str()
+        ),
         ("evt_1", "invoice.payment_failed")
     );
-    assert_eq!(envelope.object_id.as_deref(), Some("in_1"));
+    assert_eq!(envelope.meta.object_id.as_deref(), Some("in_1"));
     assert_eq!(
-        envelope.occurred_at.as_deref(),
+        envelope.meta.occurred_at.as_deref(),
         Some("2023-11-14T22:13:10Z")
     );
-    assert_eq!(envelope.received_at, "2023-11-14T22:13:20Z");
+    assert_eq!(envelope.meta.received_at, "2023-11-14T22:13:20Z");
     assert_eq!(
-        envelope.raw_body().unwrap(),
+        envelope.body.as_ref(),
         BODY,
         "the raw body travels unchanged"
     );
     assert_eq!(
-        envelope.headers.get("content-type").map(String::as_str),
+        envelope
+            .meta
+            .headers
+            .get("content-type")
+            .map(String::as_str),
         Some("application/json")
     );
     assert!(
-        !envelope.headers.contains_key("stripe-signature"),
+        !envelope.meta.headers.contains_key("stripe-signature"),
         "signatures are never carried"
     );
-    assert_eq!(envelope.trace_id.as_deref(), Some("Root=1-abc"));
+    assert_eq!(envelope.meta.trace_id.as_deref(), Some("Root=1-abc"));
     assert!(intake
         .dedupe
         .records
@@ -172,7 +179,7 @@ async fn an_event_in_progress_elsewhere_is_409_with_retry_after() {
         .dedupe
         .claim(
             &dedupe_key("src_1", "evt_1"),
-            &hex::encode(Sha256::digest(BODY)),
+            &payload_hash(BODY),
             NOW_MS - 1000,
         )
         .await
@@ -193,7 +200,7 @@ async fn an_expired_in_progress_lease_can_be_claimed_again() {
         .dedupe
         .claim(
             &dedupe_key("src_1", "evt_1"),
-            &hex::encode(Sha256::digest(BODY)),
+            &payload_hash(BODY),
             NOW_MS - 61_000,
         )
         .await
@@ -428,7 +435,7 @@ async fn events_without_identity_or_tenant_are_400_and_claim_nothing() {
         202,
         "/account names acct_9"
     );
-    assert_eq!(messages(&intake)[0].company_id, "acct_9");
+    assert_eq!(messages(&intake)[0].meta.company_id, "acct_9");
     assert_eq!(claims(&intake), 1);
 }
 

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use http::HeaderMap;
 use serde::Deserialize;
 
-use super::scheme::{any_matches, header, hmac_sha256, required_header};
+use super::scheme::{any_matches, header, hex_tag, hmac_sha256, required_header};
 use super::{clean_id, EventIdentity, IdentityError, SignatureError, SigningSecret};
 
 pub(crate) const SIGNATURE_HEADER: &str = "x-hub-signature-256";
@@ -21,11 +21,8 @@ pub(crate) fn verify(
     let hex_sig = value
         .strip_prefix("sha256=")
         .ok_or(SignatureError::Malformed)?;
-    let signature = hex::decode(hex_sig).map_err(|_| SignatureError::Malformed)?;
-    if signature.len() != 32 {
-        return Err(SignatureError::Malformed);
-    }
-    let keys = secrets.iter().map(|s| s.expose().as_bytes().to_vec());
+    let signature = hex_tag(hex_sig)?;
+    let keys = secrets.iter().map(|s| s.expose().as_bytes());
     if any_matches(keys, &[body], &[signature]) {
         Ok(())
     } else {
@@ -62,6 +59,7 @@ pub(crate) fn identify(headers: &HeaderMap, body: &[u8]) -> Result<EventIdentity
             Some(action) => format!("{event}.{action}"),
             None => event,
         },
+        body_is_json: true,
         ..EventIdentity::default()
     })
 }

@@ -208,6 +208,8 @@ pub struct EventIdentity {
     pub object_id: Option<String>,
     /// When the provider says the event happened, in Unix milliseconds.
     pub occurred_at_ms: Option<i64>,
+    /// The whole body was parsed as one JSON document (so it is valid JSON, byte for byte).
+    pub body_is_json: bool,
 }
 
 /// Why an event's identity could not be read: a 400 with a stable code.

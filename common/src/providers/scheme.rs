@@ -10,6 +10,26 @@ const MAX_HEADER_LEN: usize = 4096;
 /// is a way to make us compute MACs for free.
 pub(crate) const MAX_SIGNATURES: usize = 8;
 
+/// An HMAC-SHA256 tag.
+pub(crate) type Tag = [u8; 32];
+
+/// 64 hex digits -> a tag, without allocating.
+pub(crate) fn hex_tag(text: &str) -> Result<Tag, SignatureError> {
+    let mut tag = [0u8; 32];
+    hex::decode_to_slice(text, &mut tag).map_err(|_| SignatureError::Malformed)?;
+    Ok(tag)
+}
+
+/// Standard base64 of 32 bytes -> a tag, without allocating.
+pub(crate) fn base64_tag(text: &str) -> Result<Tag, SignatureError> {
+    use base64::Engine;
+    let mut buffer = [0u8; 48];
+    match base64::engine::general_purpose::STANDARD.decode_slice(text, &mut buffer) {
+        Ok(32) => Ok(buffer[..32].try_into().unwrap_or([0; 32])),
+        _ => Err(SignatureError::Malformed),
+    }
+}
+
 /// The clock and the replay window for one verification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VerifyOptions {
@@ -114,15 +134,15 @@ pub(crate) fn hmac_matches(key: &[u8], parts: &[&[u8]], tag: &[u8]) -> bool {
 
 /// True when any (key, candidate tag) pair matches. Every pair is checked: no early exit that
 /// would tell an attacker which secret or which position matched.
-pub(crate) fn any_matches<'k>(
-    keys: impl Iterator<Item = Vec<u8>> + 'k,
+pub(crate) fn any_matches<K: AsRef<[u8]>>(
+    keys: impl IntoIterator<Item = K>,
     parts: &[&[u8]],
-    tags: &[Vec<u8>],
+    tags: &[Tag],
 ) -> bool {
     let mut matched = false;
     for key in keys {
         for tag in tags {
-            matched |= hmac_matches(&key, parts, tag);
+            matched |= hmac_matches(key.as_ref(), parts, tag);
         }
     }
     matched

@@ -6,7 +6,7 @@ use base64::Engine;
 use http::HeaderMap;
 use serde::Deserialize;
 
-use super::scheme::{any_matches, header, hmac_sha256, required_header};
+use super::scheme::{any_matches, base64_tag, header, hmac_sha256, required_header};
 use super::{clean_id, EventIdentity, IdentityError, SignatureError, SigningSecret};
 
 pub(crate) const SIGNATURE_HEADER: &str = "x-shopify-hmac-sha256";
@@ -16,13 +16,8 @@ pub(crate) fn verify(
     body: &[u8],
     secrets: &[&SigningSecret],
 ) -> Result<(), SignatureError> {
-    let signature = B64
-        .decode(required_header(headers, SIGNATURE_HEADER)?)
-        .map_err(|_| SignatureError::Malformed)?;
-    if signature.len() != 32 {
-        return Err(SignatureError::Malformed);
-    }
-    let keys = secrets.iter().map(|s| s.expose().as_bytes().to_vec());
+    let signature = base64_tag(required_header(headers, SIGNATURE_HEADER)?)?;
+    let keys = secrets.iter().map(|s| s.expose().as_bytes());
     if any_matches(keys, &[body], &[signature]) {
         Ok(())
     } else {
@@ -66,6 +61,7 @@ pub(crate) fn identify(headers: &HeaderMap, body: &[u8]) -> Result<EventIdentity
         object_id,
         event_type: topic,
         occurred_at_ms,
+        body_is_json: true,
     })
 }
 

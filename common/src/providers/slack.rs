@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use http::HeaderMap;
 use serde::Deserialize;
 
-use super::scheme::{any_matches, check_timestamp, header, hmac_sha256, required_header};
+use super::scheme::{any_matches, check_timestamp, header, hex_tag, hmac_sha256, required_header};
 use super::{clean_id, EventIdentity, IdentityError, SignatureError, SigningSecret, VerifyOptions};
 
 pub(crate) const SIGNATURE_HEADER: &str = "x-slack-signature";
@@ -21,13 +21,10 @@ pub(crate) fn verify(
 ) -> Result<(), SignatureError> {
     let value = required_header(headers, SIGNATURE_HEADER)?;
     let hex_sig = value.strip_prefix("v0=").ok_or(SignatureError::Malformed)?;
-    let signature = hex::decode(hex_sig).map_err(|_| SignatureError::Malformed)?;
-    if signature.len() != 32 {
-        return Err(SignatureError::Malformed);
-    }
+    let signature = hex_tag(hex_sig)?;
     let timestamp = header(headers, TIMESTAMP_HEADER)?.ok_or(SignatureError::TimestampInvalid)?;
     check_timestamp(timestamp, options)?;
-    let keys = secrets.iter().map(|s| s.expose().as_bytes().to_vec());
+    let keys = secrets.iter().map(|s| s.expose().as_bytes());
     if any_matches(
         keys,
         &[b"v0:", timestamp.as_bytes(), b":", body],
@@ -110,6 +107,7 @@ pub(crate) fn identify(_headers: &HeaderMap, body: &[u8]) -> Result<EventIdentit
                 .ok_or(IdentityError::MissingField("event_id"))?,
             event_type,
             occurred_at_ms: event.event_time.and_then(|t| t.checked_mul(1000)),
+            body_is_json: true,
             ..EventIdentity::default()
         });
     }
@@ -157,6 +155,8 @@ pub(crate) fn identify(_headers: &HeaderMap, body: &[u8]) -> Result<EventIdentit
         object_type: Some("command".to_owned()),
         object_id: Some(command),
         occurred_at_ms: None,
+        // Form-encoded: carried as a string.
+        body_is_json: false,
     })
 }
 

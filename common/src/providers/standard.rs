@@ -10,7 +10,8 @@ use http::HeaderMap;
 use serde::Deserialize;
 
 use super::scheme::{
-    any_matches, check_timestamp, header, hmac_sha256, required_header, MAX_SIGNATURES,
+    any_matches, base64_tag, check_timestamp, header, hmac_sha256, required_header, Tag,
+    MAX_SIGNATURES,
 };
 use super::{clean_id, EventIdentity, IdentityError, SignatureError, SigningSecret, VerifyOptions};
 
@@ -77,11 +78,11 @@ pub(crate) fn verify_svix(
 }
 
 /// The scheme with keys already derived (Whop uses the raw secret bytes as the key).
-pub(crate) fn verify_with_keys(
+pub(crate) fn verify_with_keys<K: AsRef<[u8]>>(
     headers: &HeaderMap,
     family: Headers,
     body: &[u8],
-    keys: Vec<Vec<u8>>,
+    keys: Vec<K>,
     options: VerifyOptions,
 ) -> Result<(), SignatureError> {
     let signatures = parse_signatures(required_header(headers, &family.name("signature"))?)?;
@@ -93,7 +94,7 @@ pub(crate) fn verify_with_keys(
         header(headers, &family.name("timestamp"))?.ok_or(SignatureError::TimestampInvalid)?;
     check_timestamp(timestamp, options)?;
     let signed = [id.as_bytes(), b".", timestamp.as_bytes(), b".", body];
-    if any_matches(keys.into_iter(), &signed, &signatures) {
+    if any_matches(keys, &signed, &signatures) {
         Ok(())
     } else {
         Err(SignatureError::Mismatch)
@@ -101,7 +102,7 @@ pub(crate) fn verify_with_keys(
 }
 
 /// `v1,<b64> v1,<b64>`: the v1 signatures, decoded; other versions are skipped.
-fn parse_signatures(value: &str) -> Result<Vec<Vec<u8>>, SignatureError> {
+fn parse_signatures(value: &str) -> Result<Vec<Tag>, SignatureError> {
     let mut out = Vec::new();
     for item in value.split_ascii_whitespace() {
         let (version, encoded) = item.split_once(',').ok_or(SignatureError::Malformed)?;
@@ -111,11 +112,7 @@ fn parse_signatures(value: &str) -> Result<Vec<Vec<u8>>, SignatureError> {
         if out.len() == MAX_SIGNATURES {
             return Err(SignatureError::Malformed);
         }
-        let bytes = B64.decode(encoded).map_err(|_| SignatureError::Malformed)?;
-        if bytes.len() != 32 {
-            return Err(SignatureError::Malformed);
-        }
-        out.push(bytes);
+        out.push(base64_tag(encoded)?);
     }
     if out.is_empty() {
         return Err(SignatureError::Malformed);
@@ -190,6 +187,7 @@ pub(crate) fn identify_payload(
         event_type,
         object_type: object_id.as_ref().and(object_type),
         object_id,
+        body_is_json: true,
     })
 }
 

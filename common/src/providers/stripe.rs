@@ -6,7 +6,9 @@ use std::borrow::Cow;
 use http::HeaderMap;
 use serde::Deserialize;
 
-use super::scheme::{any_matches, check_timestamp, hmac_sha256, required_header, MAX_SIGNATURES};
+use super::scheme::{
+    any_matches, check_timestamp, hex_tag, hmac_sha256, required_header, Tag, MAX_SIGNATURES,
+};
 use super::{clean_id, EventIdentity, IdentityError, SignatureError, SigningSecret, VerifyOptions};
 
 pub(crate) const SIGNATURE_HEADER: &str = "stripe-signature";
@@ -19,7 +21,7 @@ pub(crate) fn verify(
 ) -> Result<(), SignatureError> {
     let (timestamp, signatures) = parse_t_v1(required_header(headers, SIGNATURE_HEADER)?)?;
     check_timestamp(timestamp, options)?;
-    let keys = secrets.iter().map(|s| s.expose().as_bytes().to_vec());
+    let keys = secrets.iter().map(|s| s.expose().as_bytes());
     if any_matches(keys, &[timestamp.as_bytes(), b".", body], &signatures) {
         Ok(())
     } else {
@@ -29,7 +31,7 @@ pub(crate) fn verify(
 
 /// Parses `t=<digits>,v1=<hex>,...` (Stripe and Whop legacy): the timestamp text and the v1
 /// signatures, decoded. Unknown schemes (`v0`) are skipped.
-pub(crate) fn parse_t_v1(value: &str) -> Result<(&str, Vec<Vec<u8>>), SignatureError> {
+pub(crate) fn parse_t_v1(value: &str) -> Result<(&str, Vec<Tag>), SignatureError> {
     let mut timestamp = None;
     let mut signatures = Vec::new();
     for item in value.split(',') {
@@ -44,11 +46,7 @@ pub(crate) fn parse_t_v1(value: &str) -> Result<(&str, Vec<Vec<u8>>), SignatureE
                 if signatures.len() == MAX_SIGNATURES {
                     return Err(SignatureError::Malformed);
                 }
-                let bytes = hex::decode(val).map_err(|_| SignatureError::Malformed)?;
-                if bytes.len() != 32 {
-                    return Err(SignatureError::Malformed);
-                }
-                signatures.push(bytes);
+                signatures.push(hex_tag(val)?);
             }
             _ => {}
         }
@@ -115,6 +113,7 @@ pub(crate) fn identify(body: &[u8]) -> Result<EventIdentity, IdentityError> {
         object_type,
         object_id,
         occurred_at_ms: event.created.and_then(|s| s.checked_mul(1000)),
+        body_is_json: true,
     })
 }
 
@@ -236,6 +235,7 @@ mod tests {
                 object_type: Some("invoice".into()),
                 object_id: Some("in_9".into()),
                 occurred_at_ms: Some(1_700_000_000_000),
+                body_is_json: true,
             }
         );
     }

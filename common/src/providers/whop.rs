@@ -15,11 +15,8 @@ use super::{clean_id, EventIdentity, IdentityError, SignatureError, SigningSecre
 
 pub(crate) const LEGACY_HEADER: &str = "x-whop-signature";
 
-fn raw_keys(secrets: &[&SigningSecret]) -> Vec<Vec<u8>> {
-    secrets
-        .iter()
-        .map(|s| s.expose().as_bytes().to_vec())
-        .collect()
+fn raw_keys<'a>(secrets: &[&'a SigningSecret]) -> Vec<&'a [u8]> {
+    secrets.iter().map(|s| s.expose().as_bytes()).collect()
 }
 
 pub(crate) fn verify(
@@ -40,7 +37,7 @@ pub(crate) fn verify(
     let (timestamp, signatures) = parse_t_v1(required_header(headers, LEGACY_HEADER)?)?;
     check_timestamp(timestamp, options)?;
     if any_matches(
-        raw_keys(secrets).into_iter(),
+        raw_keys(secrets),
         &[timestamp.as_bytes(), b".", body],
         &signatures,
     ) {
@@ -109,6 +106,7 @@ pub(crate) fn identify(headers: &HeaderMap, body: &[u8]) -> Result<EventIdentity
         object_id,
         event_type,
         occurred_at_ms: None,
+        body_is_json: true,
     })
 }
 

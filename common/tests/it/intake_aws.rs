@@ -199,9 +199,13 @@ async fn an_accepted_event_is_exactly_one_sqs_message_with_its_attributes() {
         Some("invoice.payment_failed")
     );
     assert_eq!(attribute("event_id").as_deref(), Some("evt_accept"));
-    let envelope: Envelope = serde_json::from_str(message.body().unwrap()).unwrap();
-    assert_eq!(envelope.version, 1);
-    assert_eq!(envelope.raw_body().unwrap(), body);
+    let envelope = Envelope::from_json(message.body().unwrap().as_bytes()).unwrap();
+    assert_eq!(envelope.meta.version, 1);
+    assert_eq!(envelope.body.as_ref(), body.as_slice());
+    assert_eq!(
+        envelope.meta.body_encoding,
+        inlet_common::intake::BodyEncoding::Json
+    );
 
     let record = idempotency_item(&fx, "src_it#evt_accept").await.unwrap();
     assert_eq!(record["status"].as_s().unwrap(), "COMPLETED");

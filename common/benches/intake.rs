@@ -1,0 +1,169 @@
+//! Intake pipeline CPU per request, with in-memory ports, against HMAC-SHA256 alone (the floor
+//! any verifier pays). Run: `cargo bench -p inlet-common --bench intake`.
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use hmac::{Hmac, KeyInit, Mac};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use inlet_common::db::CompanyId;
+use inlet_common::intake::memory::MemorySources;
+use inlet_common::intake::{
+    Claim, DedupeStore, Envelope, EventQueue, Intake, IntakeConfig, IntakeRequest, QueueError,
+    RateDecision, RateLimit, RateLimiter, Source, SourceSecret, StoreError, TenantRule,
+    DEFAULT_TOLERANCE_SECS,
+};
+use inlet_common::providers::{Provider, SigningSecret};
+use sha2::Sha256;
+
+const SECRET: &str = "whsec_benchmark_secret_0123456789";
+const NOW_MS: i64 = 1_700_000_000_000;
+
+/// The in-memory ports never wait, so one poll completes the pipeline: no executor in the
+/// measurement.
+fn run_ready<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("an in-memory port returned Pending"),
+    }
+}
+
+/// Every claim succeeds, so each iteration takes the full accept path.
+struct FreshClaims;
+
+impl DedupeStore for FreshClaims {
+    async fn claim(&self, _: &str, _: &str, _: i64) -> Result<Claim, StoreError> {
+        Ok(Claim::Claimed)
+    }
+    async fn complete(&self, _: &str, _: &str, _: i64) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn release(&self, _: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+struct Unlimited;
+
+impl RateLimiter for Unlimited {
+    async fn hit(&self, _: &str, _: &RateLimit, _: i64) -> Result<RateDecision, StoreError> {
+        Ok(RateDecision::Allowed)
+    }
+}
+
+/// Serialises the envelope as the SQS adapter does, then drops it.
+struct SerializingQueue;
+
+impl EventQueue for SerializingQueue {
+    async fn enqueue(&self, envelope: &Envelope<'_>) -> Result<(), QueueError> {
+        black_box(envelope.to_json());
+        Ok(())
+    }
+}
+
+/// A Stripe invoice event of about `size` bytes (line items repeated to reach it).
+fn stripe_event(size: usize) -> Vec<u8> {
+    let head = r#"{"id":"evt_1PbenchAbCdEf","object":"event","api_version":"2024-06-20","created":1699999990,"type":"invoice.payment_failed","livemode":true,"pending_webhooks":1,"data":{"object":{"id":"in_1PbenchInvoice","object":"invoice","customer":"cus_Pbench","subscription":"sub_1Pbench","amount_due":4900,"currency":"usd","status":"open","lines":{"object":"list","data":["#;
+    let item = r#"{"id":"il_1PbenchLine","object":"line_item","amount":4900,"currency":"usd","description":"1 x Pro (at $49.00 / month)","period":{"end":1702592000,"start":1700000000},"price":{"id":"price_1Pbench","product":"prod_Pbench","unit_amount":4900}},"#;
+    let tail = r#"{"id":"il_last"}]}}}}"#;
+    let mut body = head.to_owned();
+    while body.len() + item.len() + tail.len() <= size {
+        body.push_str(item);
+    }
+    body.push_str(tail);
+    body.into_bytes()
+}
+
+fn signed_headers(body: &[u8]) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in Provider::Stripe.sign(&SigningSecret::new(SECRET), body, NOW_MS / 1000, "")
+    {
+        headers.insert(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(&value).unwrap(),
+        );
+    }
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    headers
+}
+
+fn pipeline(c: &mut Criterion) {
+    let intake = Intake {
+        config: IntakeConfig {
+            provider: Provider::Stripe,
+            production: true,
+            max_body_bytes: 256 * 1024,
+        },
+        sources: MemorySources::with([Source {
+            source_id: "src_bench".into(),
+            provider: Provider::Stripe,
+            tenant: TenantRule::Fixed(CompanyId::parse("co_bench").unwrap()),
+            secrets: vec![SourceSecret {
+                secret: SigningSecret::new(SECRET),
+                not_after_ms: None,
+            }],
+            tolerance_secs: DEFAULT_TOLERANCE_SECS,
+            rate_limit: Some(RateLimit {
+                requests: u32::MAX,
+                window_secs: 60,
+            }),
+            body_limit: 256 * 1024,
+            enabled: true,
+        }]),
+        rate_limiter: Unlimited,
+        dedupe: FreshClaims,
+        queue: SerializingQueue,
+    };
+    let mut group = c.benchmark_group("intake");
+    for size in [2 * 1024, 64 * 1024] {
+        let body = stripe_event(size);
+        let headers = signed_headers(&body);
+        let request = IntakeRequest {
+            source_id: "src_bench",
+            headers: &headers,
+            body: &body,
+            received_at_ms: NOW_MS,
+            trace_id: None,
+        };
+        assert_eq!(
+            run_ready(intake.handle(&request)).status,
+            202,
+            "the benchmark must measure the accept path"
+        );
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_with_input(
+            BenchmarkId::new("pipeline", size),
+            &request,
+            |b, request| b.iter(|| run_ready(intake.handle(black_box(request)))),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("identify_json_only", size),
+            &body,
+            |b, body| b.iter(|| Provider::Stripe.identify(&headers, black_box(body))),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("hmac_sha256_floor", size),
+            &body,
+            |b, body| {
+                b.iter(|| {
+                    let mut mac =
+                        <Hmac<Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()).unwrap();
+                    mac.update(b"1700000000.");
+                    mac.update(black_box(body));
+                    black_box(mac.finalize().into_bytes())
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, pipeline);
+criterion_main!(benches);
