@@ -58,7 +58,17 @@ impl RateLimiter for Unlimited {
     }
 }
 
-/// Serialises the envelope as the SQS adapter does, then drops it.
+/// The in-memory queue port: takes the envelope and drops it.
+struct DiscardingQueue;
+
+impl EventQueue for DiscardingQueue {
+    async fn enqueue(&self, envelope: &Envelope<'_>) -> Result<(), QueueError> {
+        black_box(envelope);
+        Ok(())
+    }
+}
+
+/// Also serialises the envelope as the SQS adapter does, then drops it.
 struct SerializingQueue;
 
 impl EventQueue for SerializingQueue {
@@ -94,8 +104,8 @@ fn signed_headers(body: &[u8]) -> HeaderMap {
     headers
 }
 
-fn pipeline(c: &mut Criterion) {
-    let intake = Intake {
+fn intake_with<Q: EventQueue>(queue: Q) -> Intake<MemorySources, Unlimited, FreshClaims, Q> {
+    Intake {
         config: IntakeConfig {
             provider: Provider::Stripe,
             production: true,
@@ -119,8 +129,13 @@ fn pipeline(c: &mut Criterion) {
         }]),
         rate_limiter: Unlimited,
         dedupe: FreshClaims,
-        queue: SerializingQueue,
-    };
+        queue,
+    }
+}
+
+fn pipeline(c: &mut Criterion) {
+    let intake = intake_with(DiscardingQueue);
+    let serializing = intake_with(SerializingQueue);
     let mut group = c.benchmark_group("intake");
     for size in [2 * 1024, 64 * 1024] {
         let body = stripe_event(size);
@@ -133,6 +148,11 @@ fn pipeline(c: &mut Criterion) {
             trace_id: None,
         };
         assert_eq!(
+            run_ready(serializing.handle(&request)).status,
+            202,
+            "the benchmark must measure the accept path"
+        );
+        assert_eq!(
             run_ready(intake.handle(&request)).status,
             202,
             "the benchmark must measure the accept path"
@@ -142,6 +162,11 @@ fn pipeline(c: &mut Criterion) {
             BenchmarkId::new("pipeline", size),
             &request,
             |b, request| b.iter(|| run_ready(intake.handle(black_box(request)))),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("pipeline_and_sqs_serialization", size),
+            &request,
+            |b, request| b.iter(|| run_ready(serializing.handle(black_box(request)))),
         );
         group.bench_with_input(
             BenchmarkId::new("identify_json_only", size),
