@@ -11,20 +11,6 @@ use inlet_common::intake::demo;
 use inlet_common::providers::Provider;
 use serde_json::Value;
 
-/// Headers that carry signatures or signed values: replaced on every refresh.
-const SIGNED_HEADERS: [&str; 10] = [
-    "stripe-signature",
-    "svix-id",
-    "svix-timestamp",
-    "svix-signature",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-    "x-hub-signature-256",
-    "x-shopify-hmac-sha256",
-    "x-slack-signature",
-];
-
 /// Re-signs every `webhook-<provider>*.json` in `dir` at `now` (Unix seconds). Returns the files.
 pub fn refresh(dir: &Path, now: i64) -> anyhow::Result<Vec<String>> {
     let mut refreshed = Vec::new();
@@ -96,9 +82,7 @@ pub fn resign(event: &mut Value, provider: Provider, now: i64) -> anyhow::Result
     .find_map(|h| headers.get(*h).and_then(Value::as_str))
     .unwrap_or("msg_demo_0001")
     .to_owned();
-    for name in SIGNED_HEADERS {
-        headers.remove(name);
-    }
+    // The provider's signature headers, freshly computed, replace the old ones.
     for (name, value) in provider.sign(&demo::demo_secret(provider), &body, now, &event_id) {
         headers.insert(name, Value::String(value));
     }

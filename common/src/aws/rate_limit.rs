@@ -29,14 +29,15 @@ impl RateLimiter for DynamoRateLimiter {
         limit: &RateLimit,
         now_ms: i64,
     ) -> Result<RateDecision, StoreError> {
-        let window_ms = i64::from(limit.window_secs.max(1)) * 1000;
-        let window = now_ms.div_euclid(window_ms);
-        let window_end_ms = (window + 1) * window_ms;
+        let window = limit.window(now_ms);
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", AttributeValue::S(format!("{source_id}#{window}")))
+            .key(
+                "pk",
+                AttributeValue::S(format!("{source_id}#{}", window.index)),
+            )
             .update_expression("ADD #count :one SET #expires = if_not_exists(#expires, :expires)")
             .condition_expression("attribute_not_exists(#count) OR #count < :limit")
             .expression_attribute_names("#count", "n")
@@ -46,7 +47,7 @@ impl RateLimiter for DynamoRateLimiter {
             // TTL a minute after the window ends: the item is useless by then.
             .expression_attribute_values(
                 ":expires",
-                AttributeValue::N((window_end_ms / 1000 + 60).to_string()),
+                AttributeValue::N((window.end_ms / 1000 + 60).to_string()),
             )
             .send()
             .await;
@@ -56,9 +57,8 @@ impl RateLimiter for DynamoRateLimiter {
                 if e.as_service_error()
                     .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
             {
-                let left_ms = window_end_ms - now_ms;
                 Ok(RateDecision::Limited {
-                    retry_after_secs: u64::try_from(left_ms.div_euclid(1000) + 1).unwrap_or(1),
+                    retry_after_secs: window.retry_after_secs(now_ms),
                 })
             }
             Err(e) => Err(StoreError(format!(

@@ -62,14 +62,14 @@ impl RateLimiter for MemoryRateLimiter {
         if self.fail.load(Ordering::SeqCst) {
             return Err(StoreError("rate limiter unavailable".into()));
         }
-        let window_ms = i64::from(limit.window_secs.max(1)) * 1000;
-        let window = now_ms.div_euclid(window_ms);
+        let window = limit.window(now_ms);
         let mut counts = lock(&self.counts);
-        let count = counts.entry((source_id.to_owned(), window)).or_insert(0);
+        let count = counts
+            .entry((source_id.to_owned(), window.index))
+            .or_insert(0);
         if *count >= limit.requests {
-            let retry_ms = (window + 1) * window_ms - now_ms;
             return Ok(RateDecision::Limited {
-                retry_after_secs: u64::try_from(retry_ms.div_euclid(1000) + 1).unwrap_or(1),
+                retry_after_secs: window.retry_after_secs(now_ms),
             });
         }
         *count += 1;

@@ -27,7 +27,8 @@ pub use ports::{
 };
 pub use response::IntakeResponse;
 pub use source::{
-    RateLimit, Source, SourceSecret, TenantRule, DEFAULT_BODY_LIMIT, DEFAULT_TOLERANCE_SECS,
+    RateLimit, RateWindow, Source, SourceSecret, TenantRule, DEFAULT_BODY_LIMIT,
+    DEFAULT_TOLERANCE_SECS,
 };
 
 use crate::db::CompanyId;

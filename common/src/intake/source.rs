@@ -42,6 +42,33 @@ pub struct RateLimit {
     pub window_secs: u32,
 }
 
+/// One fixed window of a [`RateLimit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateWindow {
+    /// Windows since the Unix epoch: part of the counter's key.
+    pub index: i64,
+    pub end_ms: i64,
+}
+
+impl RateLimit {
+    /// The window `now_ms` falls in.
+    pub fn window(&self, now_ms: i64) -> RateWindow {
+        let window_ms = i64::from(self.window_secs.max(1)) * 1000;
+        let index = now_ms.div_euclid(window_ms);
+        RateWindow {
+            index,
+            end_ms: (index + 1) * window_ms,
+        }
+    }
+}
+
+impl RateWindow {
+    /// Whole seconds until the window ends, at least 1: the `Retry-After` of a 429.
+    pub fn retry_after_secs(&self, now_ms: i64) -> u64 {
+        u64::try_from((self.end_ms - now_ms).div_euclid(1000) + 1).unwrap_or(1)
+    }
+}
+
 impl Source {
     pub fn active_secrets(&self, now_ms: i64) -> impl Iterator<Item = &SigningSecret> {
         self.secrets
@@ -86,6 +113,35 @@ mod tests {
                 .unwrap()
                 .as_str(),
             "biz_9"
+        );
+    }
+
+    #[test]
+    fn a_rate_window_ends_on_its_boundary_and_retry_after_rounds_up() {
+        let limit = RateLimit {
+            requests: 1,
+            window_secs: 60,
+        };
+        let window = limit.window(120_500);
+        assert_eq!(
+            window,
+            RateWindow {
+                index: 2,
+                end_ms: 180_000
+            }
+        );
+        assert_eq!(window.retry_after_secs(120_500), 60);
+        assert_eq!(window.retry_after_secs(179_999), 1);
+        assert_eq!(limit.window(180_000).index, 3);
+        // A zero-length window is treated as one second, never a division by zero.
+        assert_eq!(
+            RateLimit {
+                requests: 1,
+                window_secs: 0
+            }
+            .window(1_500)
+            .index,
+            1
         );
     }
 

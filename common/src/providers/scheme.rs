@@ -4,6 +4,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use http::HeaderMap;
 use sha2::Sha256;
 
+use super::SigningSecret;
+
 /// Signature header values longer than this are refused before any parsing.
 const MAX_HEADER_LEN: usize = 4096;
 /// At most this many candidate signatures per request are checked (rotation needs 2-3); more
@@ -132,20 +134,34 @@ pub(crate) fn hmac_matches(key: &[u8], parts: &[&[u8]], tag: &[u8]) -> bool {
     mac(key, parts).verify_slice(tag).is_ok()
 }
 
-/// True when any (key, candidate tag) pair matches. Every pair is checked: no early exit that
-/// would tell an attacker which secret or which position matched.
-pub(crate) fn any_matches<K: AsRef<[u8]>>(
+/// Ok when any (key, candidate tag) pair matches, else `Mismatch`. Every pair is checked: no
+/// early exit that would tell an attacker which secret or which position matched.
+pub(crate) fn matches_any<K: AsRef<[u8]>>(
     keys: impl IntoIterator<Item = K>,
     parts: &[&[u8]],
     tags: &[Tag],
-) -> bool {
+) -> Result<(), SignatureError> {
     let mut matched = false;
     for key in keys {
         for tag in tags {
             matched |= hmac_matches(key.as_ref(), parts, tag);
         }
     }
-    matched
+    if matched {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch)
+    }
+}
+
+/// The secrets' own bytes as HMAC keys (every scheme but Standard Webhooks' base64 keys).
+pub(crate) fn raw_keys<'s, 'a>(
+    secrets: &'s [&'a SigningSecret],
+) -> impl Iterator<Item = &'a [u8]> + 's
+where
+    'a: 's,
+{
+    secrets.iter().map(|s| s.expose().as_bytes())
 }
 
 #[cfg(test)]

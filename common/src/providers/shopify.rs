@@ -6,7 +6,7 @@ use base64::Engine;
 use http::HeaderMap;
 use serde::Deserialize;
 
-use super::scheme::{any_matches, base64_tag, header, hmac_sha256, required_header};
+use super::scheme::{base64_tag, header, hmac_sha256, matches_any, raw_keys, required_header};
 use super::{clean_id, EventIdentity, IdentityError, SignatureError, SigningSecret};
 
 pub(crate) const SIGNATURE_HEADER: &str = "x-shopify-hmac-sha256";
@@ -17,12 +17,7 @@ pub(crate) fn verify(
     secrets: &[&SigningSecret],
 ) -> Result<(), SignatureError> {
     let signature = base64_tag(required_header(headers, SIGNATURE_HEADER)?)?;
-    let keys = secrets.iter().map(|s| s.expose().as_bytes());
-    if any_matches(keys, &[body], &[signature]) {
-        Ok(())
-    } else {
-        Err(SignatureError::Mismatch)
-    }
+    matches_any(raw_keys(secrets), &[body], &[signature])
 }
 
 pub(crate) fn sign(secret: &SigningSecret, body: &[u8]) -> String {

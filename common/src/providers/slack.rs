@@ -7,7 +7,9 @@ use std::borrow::Cow;
 use http::HeaderMap;
 use serde::Deserialize;
 
-use super::scheme::{any_matches, check_timestamp, header, hex_tag, hmac_sha256, required_header};
+use super::scheme::{
+    check_timestamp, header, hex_tag, hmac_sha256, matches_any, raw_keys, required_header,
+};
 use super::{clean_id, EventIdentity, IdentityError, SignatureError, SigningSecret, VerifyOptions};
 
 pub(crate) const SIGNATURE_HEADER: &str = "x-slack-signature";
@@ -24,16 +26,11 @@ pub(crate) fn verify(
     let signature = hex_tag(hex_sig)?;
     let timestamp = header(headers, TIMESTAMP_HEADER)?.ok_or(SignatureError::TimestampInvalid)?;
     check_timestamp(timestamp, options)?;
-    let keys = secrets.iter().map(|s| s.expose().as_bytes());
-    if any_matches(
-        keys,
+    matches_any(
+        raw_keys(secrets),
         &[b"v0:", timestamp.as_bytes(), b":", body],
         &[signature],
-    ) {
-        Ok(())
-    } else {
-        Err(SignatureError::Mismatch)
-    }
+    )
 }
 
 pub(crate) fn sign(secret: &SigningSecret, timestamp: i64, body: &[u8]) -> String {

@@ -10,7 +10,7 @@ use http::HeaderMap;
 use serde::Deserialize;
 
 use super::scheme::{
-    any_matches, base64_tag, check_timestamp, header, hmac_sha256, required_header, Tag,
+    base64_tag, check_timestamp, header, hmac_sha256, matches_any, required_header, Tag,
     MAX_SIGNATURES,
 };
 use super::{clean_id, EventIdentity, IdentityError, SignatureError, SigningSecret, VerifyOptions};
@@ -94,11 +94,7 @@ pub(crate) fn verify_with_keys<K: AsRef<[u8]>>(
         header(headers, &family.name("timestamp"))?.ok_or(SignatureError::TimestampInvalid)?;
     check_timestamp(timestamp, options)?;
     let signed = [id.as_bytes(), b".", timestamp.as_bytes(), b".", body];
-    if any_matches(keys, &signed, &signatures) {
-        Ok(())
-    } else {
-        Err(SignatureError::Mismatch)
-    }
+    matches_any(keys, &signed, &signatures)
 }
 
 /// `v1,<b64> v1,<b64>`: the v1 signatures, decoded; other versions are skipped.

@@ -7,7 +7,8 @@ use http::HeaderMap;
 use serde::Deserialize;
 
 use super::scheme::{
-    any_matches, check_timestamp, hex_tag, hmac_sha256, required_header, Tag, MAX_SIGNATURES,
+    check_timestamp, hex_tag, hmac_sha256, matches_any, raw_keys, required_header, Tag,
+    MAX_SIGNATURES,
 };
 use super::{clean_id, EventIdentity, IdentityError, SignatureError, SigningSecret, VerifyOptions};
 
@@ -21,12 +22,11 @@ pub(crate) fn verify(
 ) -> Result<(), SignatureError> {
     let (timestamp, signatures) = parse_t_v1(required_header(headers, SIGNATURE_HEADER)?)?;
     check_timestamp(timestamp, options)?;
-    let keys = secrets.iter().map(|s| s.expose().as_bytes());
-    if any_matches(keys, &[timestamp.as_bytes(), b".", body], &signatures) {
-        Ok(())
-    } else {
-        Err(SignatureError::Mismatch)
-    }
+    matches_any(
+        raw_keys(secrets),
+        &[timestamp.as_bytes(), b".", body],
+        &signatures,
+    )
 }
 
 /// Parses `t=<digits>,v1=<hex>,...` (Stripe and Whop legacy): the timestamp text and the v1

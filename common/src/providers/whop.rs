@@ -8,16 +8,12 @@ use http::HeaderMap;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::scheme::{any_matches, check_timestamp, required_header};
+use super::scheme::{check_timestamp, matches_any, raw_keys, required_header};
 use super::standard::{self, Headers};
 use super::stripe::parse_t_v1;
 use super::{clean_id, EventIdentity, IdentityError, SignatureError, SigningSecret, VerifyOptions};
 
 pub(crate) const LEGACY_HEADER: &str = "x-whop-signature";
-
-fn raw_keys<'a>(secrets: &[&'a SigningSecret]) -> Vec<&'a [u8]> {
-    secrets.iter().map(|s| s.expose().as_bytes()).collect()
-}
 
 pub(crate) fn verify(
     headers: &HeaderMap,
@@ -30,21 +26,17 @@ pub(crate) fn verify(
             headers,
             Headers::Webhook,
             body,
-            raw_keys(secrets),
+            raw_keys(secrets).collect(),
             options,
         );
     }
     let (timestamp, signatures) = parse_t_v1(required_header(headers, LEGACY_HEADER)?)?;
     check_timestamp(timestamp, options)?;
-    if any_matches(
+    matches_any(
         raw_keys(secrets),
         &[timestamp.as_bytes(), b".", body],
         &signatures,
-    ) {
-        Ok(())
-    } else {
-        Err(SignatureError::Mismatch)
-    }
+    )
 }
 
 /// Headers for the current scheme.
