@@ -186,20 +186,16 @@ async fn route(
     match (method, rest) {
         (Method::GET, "/invocation/next") => Ok(next(&shared).await),
         (Method::POST, "/init/error") => {
-            let body = request
-                .into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
+            let body = read_body(request).await;
             *lock(&shared.init_error) = Some((error_type, body));
             Ok(reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#))
         }
         (Method::POST, tail) => {
-            let Some((request_id, kind)) = tail
+            let target = tail
                 .strip_prefix("/invocation/")
                 .and_then(|t| t.rsplit_once('/'))
-            else {
+                .filter(|(_, kind)| matches!(*kind, "response" | "error"));
+            let Some((request_id, kind)) = target else {
                 return Ok(reply(StatusCode::NOT_FOUND, "unknown path"));
             };
             let sender = lock(&shared.in_flight).remove(request_id);
@@ -209,22 +205,26 @@ async fn route(
                     r#"{"errorType":"InvalidRequestID"}"#,
                 ));
             };
-            let body = request
-                .into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            let outcome = match kind {
-                "response" => Outcome::Response(body),
-                "error" => Outcome::Error { error_type, body },
-                _ => return Ok(reply(StatusCode::NOT_FOUND, "unknown path")),
+            let body = read_body(request).await;
+            let outcome = if kind == "response" {
+                Outcome::Response(body)
+            } else {
+                Outcome::Error { error_type, body }
             };
             let _ = sender.send(outcome);
             Ok(reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#))
         }
         _ => Ok(reply(StatusCode::NOT_FOUND, "unknown path")),
     }
+}
+
+async fn read_body(request: Request<Incoming>) -> Bytes {
+    request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default()
 }
 
 /// Long-polls until an invocation is queued, then hands it to the runtime with Lambda's headers.
@@ -287,5 +287,119 @@ impl FunctionProcess {
         Ok(FunctionProcess {
             child: command.spawn()?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+
+    /// One HTTP/1.1 request on a fresh connection; returns (status line, headers+body text).
+    async fn http(api: &RuntimeApi, method: &str, path: &str, headers: &str, body: &str) -> String {
+        let mut stream = TcpStream::connect(api.address()).await.unwrap();
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nhost: runtime\r\nconnection: close\r\ncontent-length: {}\r\n{headers}\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response
+    }
+
+    fn request_id(next_response: &str) -> String {
+        next_response
+            .lines()
+            .find_map(|l| l.strip_prefix("lambda-runtime-aws-request-id: "))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn next_hands_out_the_event_with_lambdas_headers_and_a_handler_error_is_reported() {
+        let api = RuntimeApi::start("fn").await.unwrap();
+        let invocation = api.invoke(Bytes::from_static(b"{\"k\":1}"), Duration::from_secs(5));
+        let runtime = async {
+            let next = http(&api, "GET", "/2018-06-01/runtime/invocation/next", "", "").await;
+            assert!(next.starts_with("HTTP/1.1 200"), "{next}");
+            for header in ["lambda-runtime-deadline-ms", "lambda-runtime-trace-id"] {
+                assert!(next.contains(header), "{header} missing: {next}");
+            }
+            assert!(next.contains("lambda-runtime-invoked-function-arn: arn:aws:lambda:us-east-1:123456789012:function:fn"));
+            assert!(next.ends_with("{\"k\":1}"));
+            let id = request_id(&next);
+            // A stray path must not end the invocation.
+            let stray = http(
+                &api,
+                "POST",
+                &format!("/2018-06-01/runtime/invocation/{id}/nope"),
+                "",
+                "",
+            )
+            .await;
+            assert!(stray.starts_with("HTTP/1.1 404"), "{stray}");
+            let error_path = format!("/2018-06-01/runtime/invocation/{id}/error");
+            let body = r#"{"errorType":"Boom","errorMessage":"x"}"#;
+            let accepted = http(
+                &api,
+                "POST",
+                &error_path,
+                "lambda-runtime-function-error-type: Boom\r\n",
+                body,
+            )
+            .await;
+            assert!(accepted.starts_with("HTTP/1.1 202"), "{accepted}");
+        };
+        let (result, ()) = tokio::join!(invocation, runtime);
+        let (_, outcome) = result.unwrap();
+        assert_eq!(
+            outcome,
+            Outcome::Error {
+                error_type: "Boom".into(),
+                body: Bytes::from_static(br#"{"errorType":"Boom","errorMessage":"x"}"#)
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn an_invocation_nobody_answers_times_out_as_lambda_reports_it() {
+        let api = RuntimeApi::start("fn").await.unwrap();
+        let error = api
+            .invoke(Bytes::from_static(b"{}"), Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert_eq!(error, InvokeError::Timeout(0.2));
+        assert_eq!(error.to_string(), "Task timed out after 0.20 seconds");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_request_id_is_refused_and_init_errors_are_recorded() {
+        let api = RuntimeApi::start("fn").await.unwrap();
+        let unknown = http(
+            &api,
+            "POST",
+            "/2018-06-01/runtime/invocation/nope/response",
+            "",
+            "{}",
+        )
+        .await;
+        assert!(unknown.starts_with("HTTP/1.1 400"), "{unknown}");
+        let init = http(
+            &api,
+            "POST",
+            "/2018-06-01/runtime/init/error",
+            "lambda-runtime-function-error-type: Runtime.ConfigError\r\n",
+            "{}",
+        )
+        .await;
+        assert!(init.starts_with("HTTP/1.1 202"), "{init}");
+        assert_eq!(
+            api.init_error(),
+            Some(("Runtime.ConfigError".into(), Bytes::from_static(b"{}")))
+        );
     }
 }
