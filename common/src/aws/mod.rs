@@ -17,21 +17,51 @@ pub use queue::SqsQueue;
 pub use rate_limit::DynamoRateLimiter;
 pub use sources::{valid_source_id, DynamoSources};
 
+/// How long AWS calls may take: intake answers providers that give up quickly (Slack after
+/// 3 s), everything else can wait longer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Patience {
+    /// Webhook intake: each call settles within ~1 s, so a request is answered in ~2 s at worst
+    /// even when every store is slow (then 503, and the provider retries).
+    Intake,
+    /// Consumers, crons and the CLI.
+    Background,
+}
+
 /// Loads the SDK configuration from the environment (`AWS_REGION`, credentials,
-/// `AWS_ENDPOINT_URL` for the local emulator) with bounded timeouts: a webhook must be answered
-/// within a second or two, so no call may hang on an unreachable endpoint.
-pub async fn sdk_config() -> SdkConfig {
+/// `AWS_ENDPOINT_URL` for the local emulator) with bounded timeouts: no call may hang on an
+/// unreachable endpoint.
+pub async fn sdk_config_for(patience: Patience) -> SdkConfig {
+    let (connect, attempt, operation, attempts) = match patience {
+        Patience::Intake => (
+            Duration::from_millis(300),
+            Duration::from_millis(600),
+            Duration::from_millis(1000),
+            2,
+        ),
+        Patience::Background => (
+            Duration::from_millis(500),
+            Duration::from_secs(2),
+            Duration::from_secs(5),
+            3,
+        ),
+    };
     aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(
             TimeoutConfig::builder()
-                .connect_timeout(Duration::from_millis(500))
-                .operation_attempt_timeout(Duration::from_secs(2))
-                .operation_timeout(Duration::from_secs(5))
+                .connect_timeout(connect)
+                .operation_attempt_timeout(attempt)
+                .operation_timeout(operation)
                 .build(),
         )
-        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .retry_config(RetryConfig::standard().with_max_attempts(attempts))
         .load()
         .await
+}
+
+/// [`sdk_config_for`] with [`Patience::Background`].
+pub async fn sdk_config() -> SdkConfig {
+    sdk_config_for(Patience::Background).await
 }
 
 /// An SDK error as one line with its causes (service message, request id): never item values.

@@ -9,7 +9,9 @@ use super::{
     DedupeStore, EventQueue, Intake, IntakeConfig, IntakeRequest, IntakeResponse, RateLimiter,
     SourceStore, DEFAULT_BODY_LIMIT,
 };
-use crate::aws::{sdk_config, DynamoDedupe, DynamoRateLimiter, DynamoSources, SqsQueue};
+use crate::aws::{
+    sdk_config_for, DynamoDedupe, DynamoRateLimiter, DynamoSources, Patience, SqsQueue,
+};
 use crate::config::{self, ConfigError, Env, ProcessEnv};
 use crate::crypto::{KeyRing, KeyRingError};
 use crate::providers::Provider;
@@ -83,7 +85,7 @@ pub type LiveIntake = Intake<DynamoSources, DynamoRateLimiter, DynamoDedupe, Sqs
 
 /// Builds the pipeline with its AWS adapters (clients once per container).
 pub async fn build(settings: IntakeSettings) -> LiveIntake {
-    let sdk = sdk_config().await;
+    let sdk = sdk_config_for(Patience::Intake).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
     Intake {

@@ -397,3 +397,39 @@ async fn dedupe_claims_follow_powertools_semantics() {
         Claim::Claimed
     );
 }
+
+#[tokio::test]
+async fn a_store_that_accepts_but_never_answers_is_given_up_on_within_about_a_second() {
+    let (fx, _) = setup(None).await;
+    // Accepts TCP connections and never says a word.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = silent.local_addr().unwrap();
+    let _holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let sdk = inlet_common::aws::sdk_config_for(inlet_common::aws::Patience::Intake).await;
+    let config = aws_sdk_dynamodb::config::Builder::from(&sdk)
+        .endpoint_url(format!("http://{address}"))
+        .build();
+    let stuck = aws_sdk_dynamodb::Client::from_conf(config);
+    let intake = Intake {
+        dedupe: DynamoDedupe::new(stuck, &fx.idempotency_table, 60_000, 604_800),
+        ..live(&fx, true)
+    };
+
+    let started = std::time::Instant::now();
+    let response = post(&intake, &event("evt_silent")).await;
+    let elapsed = started.elapsed();
+    assert_eq!(
+        (response.status, response.code),
+        (503, Some("dedupe_store_unavailable"))
+    );
+    assert!(
+        elapsed < Duration::from_millis(1_800),
+        "took {elapsed:?}: providers such as Slack give up after 3 s"
+    );
+    assert!(fx.drain_events().await.is_empty());
+}
