@@ -4,6 +4,7 @@
 
 pub mod aws;
 pub mod config;
+pub mod consumer;
 pub mod crypto;
 pub mod db;
 pub mod intake;

@@ -4,6 +4,7 @@
 mod dedupe;
 mod queue;
 mod rate_limit;
+mod redelivery;
 mod sources;
 
 use std::time::Duration;
@@ -15,6 +16,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 pub use dedupe::DynamoDedupe;
 pub use queue::SqsQueue;
 pub use rate_limit::DynamoRateLimiter;
+pub use redelivery::{lambda_record, SqsRedelivery};
 pub use sources::{valid_source_id, DynamoSources};
 
 /// How long AWS calls may take: intake answers providers that give up quickly (Slack after

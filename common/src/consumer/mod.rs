@@ -1,0 +1,228 @@
+//! The SQS batch runner every queue consumer uses.
+//!
+//! Records are handled one at a time (one database connection per container), each in a tracing
+//! span carrying its message id. What a handler returns decides what happens to the record:
+//!
+//! - `Ok` -> acknowledged (left out of the batch failures, so Lambda deletes it);
+//! - [`Failure::Permanent`] -> sent to the queue's DLQ at once with its class and reason as
+//!   message attributes, then acknowledged: retrying cannot help;
+//! - [`Failure::Transient`] -> its visibility timeout set to an exponential backoff with full
+//!   jitter from `ApproximateReceiveCount`, then reported failed; after maxReceiveCount SQS
+//!   itself redrives it to the DLQ;
+//! - [`Failure::TransientBatch`] -> the same for this record and every record not yet handled:
+//!   when the database is unreachable the rest would fail too, so the batch stops instead of
+//!   burning each record's retries.
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use tracing::Instrument;
+
+use crate::intake::StoreError;
+
+/// What went wrong with one record, and so what to do with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Bad envelope or impossible state: to the DLQ now.
+    Permanent(String),
+    /// Database down, timeout, throttling: retry this record later.
+    Transient(String),
+    /// As `Transient`, for this record and every remaining one in the batch.
+    TransientBatch(String),
+}
+
+/// The class recorded on a dead letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    Permanent,
+    Transient,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Permanent => "permanent",
+            ErrorClass::Transient => "transient",
+        }
+    }
+}
+
+/// Sends a record to the dead-letter queue with why it is there.
+pub trait DeadLetters {
+    fn send(
+        &self,
+        message: &SqsMessage,
+        class: ErrorClass,
+        reason: &str,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Hides a record from consumers for a while (its visibility timeout).
+pub trait Visibility {
+    fn delay(
+        &self,
+        message: &SqsMessage,
+        seconds: u32,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Exponential backoff with full jitter: a delay drawn uniformly from 1 s to
+/// `min(max, base * 2^(receive_count - 1))`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub base_secs: u32,
+    pub max_secs: u32,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            base_secs: 2,
+            max_secs: 900,
+        }
+    }
+}
+
+/// SQS's largest visibility timeout.
+const MAX_VISIBILITY_SECS: u32 = 43_200;
+
+impl Backoff {
+    /// The ceiling for the `receive_count`-th receive (1 = first delivery).
+    pub fn ceiling_secs(&self, receive_count: u32) -> u32 {
+        let doublings = receive_count.saturating_sub(1).min(31);
+        let grown = u64::from(self.base_secs.max(1)) << doublings;
+        let capped = grown.min(u64::from(self.max_secs.clamp(1, MAX_VISIBILITY_SECS)));
+        u32::try_from(capped).unwrap_or(MAX_VISIBILITY_SECS)
+    }
+
+    /// A delay for the `receive_count`-th receive, from a uniformly random `draw`.
+    pub fn delay_secs(&self, receive_count: u32, draw: u32) -> u32 {
+        1 + draw % self.ceiling_secs(receive_count)
+    }
+}
+
+/// What a batch did: for metrics and logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchStats {
+    pub succeeded: u32,
+    pub permanent: u32,
+    pub transient: u32,
+}
+
+/// Runs batches with the DLQ and visibility ports of one queue.
+pub struct BatchRunner<P> {
+    pub ports: P,
+    pub backoff: Backoff,
+}
+
+fn receive_count(message: &SqsMessage) -> u32 {
+    message
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+}
+
+fn random_draw() -> u32 {
+    let bytes = crate::crypto::random_bytes(4);
+    u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+}
+
+/// Reasons go into message attributes and logs: bounded, and never a payload.
+fn bounded(reason: &str) -> &str {
+    match reason.char_indices().nth(256) {
+        Some((index, _)) => &reason[..index],
+        None => reason,
+    }
+}
+
+impl<P: DeadLetters + Visibility> BatchRunner<P> {
+    /// Handles every record of `event`; returns the failures to report and what happened.
+    pub async fn run<F, Fut>(
+        &self,
+        event: &SqsEvent,
+        mut handle: F,
+    ) -> (SqsBatchResponse, BatchStats)
+    where
+        F: FnMut(&SqsMessage) -> Fut,
+        Fut: std::future::Future<Output = Result<(), Failure>>,
+    {
+        let mut response = SqsBatchResponse::default();
+        let mut stats = BatchStats::default();
+        let mut stopped: Option<String> = None;
+        for message in &event.records {
+            let message_id = message.message_id.clone().unwrap_or_default();
+            let span = tracing::info_span!("record", message_id = %message_id, receive_count = receive_count(message));
+            let outcome = match &stopped {
+                // After a batch-wide failure the rest are not attempted, only delayed.
+                Some(reason) => Err(Failure::Transient(reason.clone())),
+                None => handle(message).instrument(span.clone()).await,
+            };
+            if let Err(Failure::TransientBatch(reason)) = &outcome {
+                tracing::warn!(parent: &span, reason = %bounded(reason), "batch stopped; every remaining record retries later");
+                stopped = Some(bounded(reason).to_owned());
+            }
+            if self
+                .settle(message, outcome, &mut stats)
+                .instrument(span)
+                .await
+            {
+                response.add_failure(message_id);
+            }
+        }
+        (response, stats)
+    }
+
+    /// Acts on one record's outcome; true when it must be reported as a batch item failure.
+    async fn settle(
+        &self,
+        message: &SqsMessage,
+        outcome: Result<(), Failure>,
+        stats: &mut BatchStats,
+    ) -> bool {
+        match outcome {
+            Ok(()) => {
+                stats.succeeded += 1;
+                false
+            }
+            Err(Failure::Permanent(reason)) => {
+                let reason = bounded(&reason);
+                match self
+                    .ports
+                    .send(message, ErrorClass::Permanent, reason)
+                    .await
+                {
+                    Ok(()) => {
+                        tracing::warn!(class = "permanent", %reason, "record sent to the dead-letter queue");
+                        stats.permanent += 1;
+                        false
+                    }
+                    Err(error) => {
+                        // Not lost: it stays on the queue and comes back.
+                        tracing::error!(%error, %reason, "dead-letter send failed; the record will be retried");
+                        self.retry_later(message).await;
+                        stats.transient += 1;
+                        true
+                    }
+                }
+            }
+            Err(Failure::Transient(reason) | Failure::TransientBatch(reason)) => {
+                tracing::warn!(class = "transient", reason = %bounded(&reason), "record failed; retrying later");
+                self.retry_later(message).await;
+                stats.transient += 1;
+                true
+            }
+        }
+    }
+
+    async fn retry_later(&self, message: &SqsMessage) {
+        let seconds = self
+            .backoff
+            .delay_secs(receive_count(message), random_draw());
+        if let Err(error) = self.ports.delay(message, seconds).await {
+            // The queue's own visibility timeout then applies.
+            tracing::warn!(%error, "could not set the retry delay");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
