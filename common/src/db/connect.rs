@@ -27,6 +27,14 @@ pub enum ConnectError {
 /// The URL's `connect_timeout` is honoured; without one, attempts give up after 5 s so that
 /// nothing waits forever on a server that is not there.
 pub async fn connect(url: &str) -> Result<Client, ConnectError> {
+    connect_with(url, None).await
+}
+
+/// [`connect`], with every statement of the session limited to `statement_timeout`.
+pub async fn connect_with(
+    url: &str,
+    statement_timeout: Option<Duration>,
+) -> Result<Client, ConnectError> {
     let mut config: Config = url
         .parse()
         .map_err(|e: tokio_postgres::Error| ConnectError::InvalidUrl(e.to_string()))?;
@@ -35,6 +43,9 @@ pub async fn connect(url: &str) -> Result<Client, ConnectError> {
     }
     if config.get_application_name().is_none() {
         config.application_name("inlet");
+    }
+    if let Some(timeout) = statement_timeout {
+        config.options(format!("-c statement_timeout={}", timeout.as_millis()));
     }
     let target = describe(&config);
     let (client, connection) = config

@@ -1,6 +1,7 @@
 //! Integration tests of `inlet-common` against the real local services (`make test` starts
 //! them). One test binary for the crate: it links once.
 
+mod connection;
 mod consumer_aws;
 mod intake_aws;
 mod migrations;
