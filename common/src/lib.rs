@@ -7,6 +7,7 @@ pub mod config;
 pub mod consumer;
 pub mod crypto;
 pub mod db;
+pub mod domain;
 pub mod intake;
 pub mod providers;
 pub mod telemetry;

@@ -1,11 +1,13 @@
 //! Postgres: connections, tenant context, migrations.
 
 pub mod audit;
+mod classify;
 mod connect;
 mod connection;
 pub mod migrate;
 mod tenant;
 
+pub use classify::failure_for;
 pub use connect::{connect, connect_with, ConnectError};
 pub use connection::{Database, DbSettings, DbUnavailable};
 pub use tenant::{tenant_transaction, CompanyId, InvalidCompanyId};

@@ -95,3 +95,45 @@ async fn while_the_database_is_down_callers_fail_at_once_then_retry_after_a_grow
         "the wait doubles"
     );
 }
+
+#[tokio::test]
+async fn database_errors_map_to_the_consumers_error_classes() {
+    use inlet_common::consumer::Failure;
+    use inlet_common::db::failure_for;
+    let db = TestDb::create().await;
+    let app = db.app().await;
+
+    app.batch_execute("SET statement_timeout = '50ms'")
+        .await
+        .unwrap();
+    let timeout = app.query("SELECT pg_sleep(1)", &[]).await.unwrap_err();
+    assert!(
+        matches!(failure_for(&timeout), Failure::Transient(_)),
+        "a timeout is worth retrying"
+    );
+
+    let bad_data = app
+        .query("SELECT 'not a number'::int", &[])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(failure_for(&bad_data), Failure::Permanent(reason) if reason.starts_with("22P02"))
+    );
+
+    let pid: i32 = app
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    db.admin()
+        .await
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let gone = app.query("SELECT 1", &[]).await.unwrap_err();
+    assert!(
+        matches!(failure_for(&gone), Failure::TransientBatch(_)),
+        "a lost connection stops the batch"
+    );
+}

@@ -4,6 +4,7 @@
 mod connection;
 mod consumer_aws;
 mod intake_aws;
+mod ledger;
 mod migrations;
 mod roles;
 mod tenancy;

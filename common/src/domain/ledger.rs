@@ -1,0 +1,275 @@
+//! One envelope, one Postgres transaction, in its tenant's context:
+//!
+//! 1. the tenant must exist (else permanent: an unknown tenant is not going to appear);
+//! 2. the ledger row is inserted, unique per (source, event id): a row already there and
+//!    finished means a duplicate delivery, skipped; concurrent deliveries wait on the unique
+//!    index and then see the winner's row;
+//! 3. the per-object version moves forward only: an event older than the last one applied to
+//!    its object is recorded `skipped_stale` and changes nothing else;
+//! 4. the projection registered for (provider, type) is applied, or the row is `ignored`;
+//! 5. the row is marked finished and the transaction commits. Any failure rolls everything back.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use serde_json::Value;
+use tokio_postgres::{Client, Transaction};
+
+use crate::consumer::Failure;
+use crate::crypto::KeyRing;
+use crate::db::{failure_for, tenant_transaction, CompanyId};
+use crate::intake::Envelope;
+
+/// How an envelope ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Processed {
+    Applied,
+    Duplicate,
+    Stale,
+    /// No projection for its (provider, type): recorded in the ledger only.
+    Ignored,
+}
+
+impl Processed {
+    pub fn status(self) -> &'static str {
+        match self {
+            Processed::Applied => "completed",
+            Processed::Duplicate => "duplicate",
+            Processed::Stale => "skipped_stale",
+            Processed::Ignored => "ignored",
+        }
+    }
+}
+
+/// What a projection sees: the envelope and its body parsed once.
+pub struct Event<'a> {
+    pub envelope: &'a Envelope<'a>,
+    /// The body as JSON (`Null` when it is not JSON, e.g. a Slack form).
+    pub payload: Value,
+}
+
+pub type ProjectionFuture<'t> = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send + 't>>;
+
+/// A projection: applies one event inside the ledger's transaction.
+pub type ProjectFn = for<'t> fn(&'t Transaction<'t>, &'t Event<'t>) -> ProjectionFuture<'t>;
+
+/// Projections per (provider, event type): adding one is a function and a line.
+#[derive(Default, Clone)]
+pub struct Projections {
+    map: HashMap<(&'static str, &'static str), ProjectFn>,
+}
+
+impl Projections {
+    pub fn register(
+        mut self,
+        provider: &'static str,
+        event_type: &'static str,
+        project: ProjectFn,
+    ) -> Self {
+        self.map.insert((provider, event_type), project);
+        self
+    }
+
+    fn get(&self, provider: &str, event_type: &str) -> Option<ProjectFn> {
+        self.map.get(&(provider, event_type)).copied()
+    }
+}
+
+fn db(error: tokio_postgres::Error) -> Failure {
+    failure_for(&error)
+}
+
+/// Fields kept in the clear in `payload_min`: identifiers, kinds, states and amounts. Names,
+/// emails and free text stay only in the encrypted payload.
+const MINIMAL_FIELDS: [&str; 14] = [
+    "id",
+    "object",
+    "type",
+    "status",
+    "customer",
+    "subscription",
+    "membership",
+    "invoice",
+    "amount",
+    "amount_due",
+    "amount_paid",
+    "currency",
+    "created",
+    "plan",
+];
+
+fn payload_min(payload: &Value) -> Value {
+    let pick = |object: &serde_json::Map<String, Value>| -> Value {
+        MINIMAL_FIELDS
+            .iter()
+            .filter_map(|k| {
+                object
+                    .get(*k)
+                    .filter(|v| !v.is_object() && !v.is_array())
+                    .map(|v| ((*k).to_owned(), v.clone()))
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    let Some(top) = payload.as_object() else {
+        return Value::Null;
+    };
+    let mut min = pick(top);
+    let inner = payload
+        .pointer("/data/object")
+        .or_else(|| payload.get("data"))
+        .and_then(Value::as_object);
+    if let (Some(map), Some(inner)) = (min.as_object_mut(), inner) {
+        map.insert("data".into(), pick(inner));
+    }
+    min
+}
+
+/// Processes one envelope. `Err` carries the class the batch runner acts on.
+pub async fn process(
+    client: &mut Client,
+    envelope: &Envelope<'_>,
+    projections: &Projections,
+    keys: &KeyRing,
+) -> Result<Processed, Failure> {
+    let meta = &envelope.meta;
+    let company = CompanyId::parse(&meta.company_id)
+        .map_err(|_| Failure::Permanent("invalid company id".into()))?;
+    let payload: Value = serde_json::from_slice(&envelope.body).unwrap_or(Value::Null);
+    let context = format!("{}/{}/{}", meta.company_id, meta.source_id, meta.event_id);
+    let (key_id, sealed) = keys.seal_bytes(&envelope.body, context.as_bytes());
+
+    let tx = tenant_transaction(client, &company).await.map_err(db)?;
+    if tx
+        .query_opt(
+            "SELECT 1 FROM companies WHERE company_id = $1",
+            &[&company.as_str()],
+        )
+        .await
+        .map_err(db)?
+        .is_none()
+    {
+        return Err(Failure::Permanent(format!("unknown tenant {company}")));
+    }
+
+    let inserted = tx
+        .query_opt(
+            "INSERT INTO webhook_events (company_id, source_id, provider, provider_event_id, event_type,
+                 object_type, object_id, occurred_at, received_at, payload_min, payload_enc, payload_key_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::timestamptz, $9::text::timestamptz, $10, $11, $12)
+             ON CONFLICT (source_id, provider_event_id) DO NOTHING
+             RETURNING id",
+            &[
+                &company.as_str(),
+                &meta.source_id,
+                &&*meta.provider,
+                &meta.event_id,
+                &meta.event_type,
+                &meta.object_type,
+                &meta.object_id,
+                &meta.occurred_at,
+                &meta.received_at,
+                &payload_min(&payload),
+                &sealed,
+                &key_id,
+            ],
+        )
+        .await
+        .map_err(db)?;
+    let row_id: i64 = match inserted {
+        Some(row) => row.get(0),
+        None => {
+            let existing = tx
+                .query_opt(
+                    "SELECT id, status FROM webhook_events WHERE source_id = $1 AND provider_event_id = $2 FOR UPDATE",
+                    &[&meta.source_id, &meta.event_id],
+                )
+                .await
+                .map_err(db)?;
+            let Some(existing) = existing else {
+                return Err(Failure::Permanent(
+                    "this event id is recorded for another tenant".into(),
+                ));
+            };
+            let status: String = existing.get(1);
+            if status != "received" && status != "failed" {
+                tx.commit().await.map_err(db)?;
+                return Ok(Processed::Duplicate);
+            }
+            existing.get(0)
+        }
+    };
+
+    let outcome = if is_stale(&tx, &company, envelope).await? {
+        Processed::Stale
+    } else if let Some(project) = projections.get(&meta.provider, &meta.event_type) {
+        project(&tx, &Event { envelope, payload }).await?;
+        Processed::Applied
+    } else {
+        Processed::Ignored
+    };
+    tx.execute(
+        "UPDATE webhook_events SET status = $2, processed_at = now(), attempts = attempts + 1, last_error = NULL
+          WHERE id = $1",
+        &[&row_id, &outcome.status()],
+    )
+    .await
+    .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok(outcome)
+}
+
+/// Moves the object's version forward, or reports the event stale. One statement: the row
+/// lock on conflict orders concurrent events for the same object.
+async fn is_stale(
+    tx: &Transaction<'_>,
+    company: &CompanyId,
+    envelope: &Envelope<'_>,
+) -> Result<bool, Failure> {
+    let meta = &envelope.meta;
+    let (Some(object_type), Some(object_id), Some(occurred_at)) =
+        (&meta.object_type, &meta.object_id, &meta.occurred_at)
+    else {
+        return Ok(false);
+    };
+    let moved = tx
+        .query_opt(
+            "INSERT INTO object_versions (company_id, provider, object_type, object_id, last_event_at, last_event_id)
+             VALUES ($1, $2, $3, $4, $5::text::timestamptz, $6)
+             ON CONFLICT (company_id, provider, object_type, object_id) DO UPDATE
+                SET last_event_at = EXCLUDED.last_event_at, last_event_id = EXCLUDED.last_event_id
+              WHERE object_versions.last_event_at <= EXCLUDED.last_event_at
+             RETURNING 1",
+            &[&company.as_str(), &&*meta.provider, object_type, object_id, occurred_at, &meta.event_id],
+        )
+        .await
+        .map_err(db)?;
+    Ok(moved.is_none())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_min_keeps_identifiers_and_amounts_but_no_personal_data() {
+        let stripe = serde_json::json!({
+            "id": "evt_1", "type": "invoice.payment_failed", "created": 1,
+            "data": {"object": {"id": "in_1", "object": "invoice", "amount_due": 4900, "currency": "usd",
+                "customer": "cus_1", "customer_email": "ada@example.com", "customer_name": "Ada",
+                "lines": {"data": [{"description": "secret stuff"}]}}}
+        });
+        let min = payload_min(&stripe);
+        assert_eq!(min["data"]["amount_due"], 4900);
+        assert_eq!(min["data"]["customer"], "cus_1");
+        let text = min.to_string();
+        for private in ["ada@example.com", "Ada", "secret stuff"] {
+            assert!(
+                !text.contains(private),
+                "{private} leaked into payload_min: {text}"
+            );
+        }
+        assert_eq!(payload_min(&Value::Null), Value::Null);
+    }
+}

@@ -1,0 +1,6 @@
+//! What events mean: the ledger that makes processing exactly-once in effect, and the
+//! projections registered per (provider, event type).
+
+pub mod ledger;
+
+pub use ledger::{process, Event, Processed, ProjectFn, ProjectionFuture, Projections};
