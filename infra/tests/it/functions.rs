@@ -16,15 +16,15 @@ use inlet_infra::events;
 use inlet_infra::runtime::{FunctionProcess, Outcome, RuntimeApi};
 use serde_json::Value;
 
-/// Builds the webhook binaries (a no-op when they are fresh) and returns the directory.
+/// Builds the webhook binaries (a no-op when they are fresh) and returns the directory. The
+/// command is the one `make test` runs first: another package selection would unify dependency
+/// features differently and rebuild everything.
 fn built_functions() -> PathBuf {
-    let mut command =
-        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    command.args(["build", "--quiet"]);
-    for provider in Provider::ALL {
-        command.args(["-p", &format!("webhook-{provider}")]);
-    }
-    let status = command.status().expect("run cargo build");
+    let status =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--quiet", "--workspace", "--bins"])
+            .status()
+            .expect("run cargo build");
     assert!(status.success(), "building the webhook functions failed");
     Path::new(env!("CARGO_BIN_EXE_inlet"))
         .parent()
