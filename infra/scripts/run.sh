@@ -12,6 +12,7 @@ cargo build --quiet -p inlet-infra --bin inlet
 inlet="$REPO_ROOT/target/debug/inlet"
 "$inlet" migrate --dir migrations
 "$inlet" db audit
+"$inlet" db seed-demo
 "$inlet" status
 "$inlet" local resources --template template.yaml
 echo "demo sources (local only):"

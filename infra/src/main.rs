@@ -83,6 +83,11 @@ enum DbCommand {
         #[arg(long, env = "DATABASE_ADMIN_URL", hide_env_values = true)]
         database_url: String,
     },
+    /// Create the demo company the local samples belong to (idempotent). Refused in production.
+    SeedDemo {
+        #[arg(long, env = "DATABASE_ADMIN_URL", hide_env_values = true)]
+        database_url: String,
+    },
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -128,6 +133,23 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 println!("FAIL {finding}");
             }
             bail!("tenancy audit found {} problem(s)", findings.len())
+        }
+        Command::Db {
+            command: DbCommand::SeedDemo { database_url },
+        } => {
+            if std::env::var("INLET_ENV").as_deref() == Ok("production") {
+                bail!("refusing to create demo data with INLET_ENV=production");
+            }
+            let client = db::connect(&database_url).await?;
+            let company = inlet_common::intake::demo::DEMO_COMPANY;
+            client
+                .execute(
+                    "INSERT INTO companies (company_id, name) VALUES ($1, 'Demo Company') ON CONFLICT DO NOTHING",
+                    &[&company],
+                )
+                .await?;
+            println!("demo company {company} ready");
+            Ok(())
         }
         Command::Status { database_url } => status(&database_url).await,
         Command::Sources(args) => sources::run(args).await,

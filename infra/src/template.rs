@@ -14,6 +14,8 @@ pub const LOCAL_REGION: &str = "us-east-1";
 #[derive(Debug)]
 pub struct Template {
     pub resources: BTreeMap<String, Resource>,
+    /// The whole document, for sections the local stack reads as they are (Globals, Parameters).
+    pub document: Value,
 }
 
 #[derive(Debug, Clone)]
@@ -53,7 +55,33 @@ impl Template {
                 },
             );
         }
-        Ok(Template { resources })
+        Ok(Template {
+            resources,
+            document: doc,
+        })
+    }
+
+    /// A parameter's default value, as text.
+    pub fn parameter_default(&self, name: &str) -> Option<String> {
+        self.document
+            .get("Parameters")?
+            .get(name)?
+            .get("Default")
+            .and_then(scalar)
+    }
+
+    /// A function property, falling back to `Globals.Function`.
+    pub fn function_property(&self, id: &str, property: &str) -> Option<Value> {
+        self.resources
+            .get(id)
+            .and_then(|r| r.properties.get(property).cloned())
+            .or_else(|| {
+                self.document
+                    .get("Globals")?
+                    .get("Function")?
+                    .get(property)
+                    .cloned()
+            })
     }
 
     pub fn of_kind<'a>(
@@ -175,5 +203,130 @@ mod tests {
         assert_eq!(error.to_string(), "Q.RedrivePolicy.deadLetterTargetArn: the intrinsic !ImportValue is not supported locally");
         let missing = Template::parse("Resources:\n  X:\n    Properties: {}\n").unwrap_err();
         assert_eq!(missing.to_string(), "resource X has no Type");
+    }
+
+    fn project_template() -> Template {
+        Template::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml")).unwrap()
+    }
+
+    /// (function id, event) for every event of a type on every function.
+    fn events_of<'a>(
+        template: &'a Template,
+        kind: &'a str,
+    ) -> impl Iterator<Item = (&'a String, &'a Value)> + 'a {
+        template
+            .of_kind("AWS::Serverless::Function")
+            .flat_map(move |(id, function)| {
+                function
+                    .properties
+                    .get("Events")
+                    .and_then(Value::as_mapping)
+                    .into_iter()
+                    .flat_map(|events| events.values())
+                    .filter(move |event| event.get("Type").and_then(Value::as_str) == Some(kind))
+                    .map(move |event| (id, event))
+            })
+    }
+
+    #[test]
+    fn queue_consumers_and_crons_fit_the_database_connection_budget() {
+        let template = project_template();
+        let budget: u64 = template
+            .parameter_default("DbConnectionBudget")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut used = 0;
+        for (id, event) in events_of(&template, "SQS") {
+            let concurrency = event["Properties"]
+                .get("ScalingConfig")
+                .and_then(|s| s.get("MaximumConcurrency"))
+                .and_then(scalar);
+            let concurrency: u64 = concurrency
+                .unwrap_or_else(|| panic!("{id}: an SQS consumer must cap ScalingConfig.MaximumConcurrency (one connection each)"))
+                .parse()
+                .unwrap();
+            used += concurrency;
+        }
+        for kind in ["Schedule", "ScheduleV2"] {
+            for (id, _) in events_of(&template, kind) {
+                let reserved = template
+                    .function_property(id, "ReservedConcurrentExecutions")
+                    .as_ref()
+                    .and_then(scalar);
+                used += reserved
+                    .unwrap_or_else(|| panic!("{id}: a cron must set ReservedConcurrentExecutions"))
+                    .parse::<u64>()
+                    .unwrap();
+            }
+        }
+        assert!(used >= 1, "at least one consumer holds connections");
+        assert!(
+            used <= budget,
+            "consumers and crons may hold {used} connections; DbConnectionBudget is {budget}"
+        );
+    }
+
+    #[test]
+    fn every_consumed_queue_hides_messages_for_six_times_its_consumers_timeout() {
+        let template = project_template();
+        for (id, event) in events_of(&template, "SQS") {
+            let queue = match &event["Properties"]["Queue"] {
+                Value::Tagged(tagged) => tagged
+                    .value
+                    .as_str()
+                    .unwrap_or_default()
+                    .trim_end_matches(".Arn")
+                    .to_owned(),
+                other => panic!("{id}: Queue should be !GetAtt X.Arn, found {other:?}"),
+            };
+            let visibility: u64 = template.resources[&queue]
+                .properties
+                .get("VisibilityTimeout")
+                .and_then(scalar)
+                .unwrap_or_else(|| "30".into())
+                .parse()
+                .unwrap();
+            let timeout: u64 = template
+                .function_property(id, "Timeout")
+                .as_ref()
+                .and_then(scalar)
+                .unwrap_or_else(|| "3".into())
+                .parse()
+                .unwrap();
+            assert!(
+                visibility >= 6 * timeout,
+                "{queue}: VisibilityTimeout {visibility} s < 6 x {id}'s Timeout {timeout} s"
+            );
+        }
+    }
+
+    #[test]
+    fn every_function_has_its_package_and_a_sample_event() {
+        let template = project_template();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for (id, _) in template.of_kind("AWS::Serverless::Function") {
+            let name = binary_name(&template, id);
+            assert!(
+                root.join("functions")
+                    .join(&name)
+                    .join("Cargo.toml")
+                    .exists(),
+                "{id}: no functions/{name}"
+            );
+            assert!(
+                root.join("events").join(format!("{name}.json")).exists(),
+                "{id}: no events/{name}.json sample"
+            );
+        }
+    }
+
+    fn binary_name(template: &Template, id: &str) -> String {
+        template.document["Resources"][id]["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap_or_else(|| {
+                panic!("{id}: Metadata.BuildProperties.Binary names its cargo binary")
+            })
+            .to_owned()
     }
 }

@@ -136,14 +136,9 @@ fn bounded(reason: &str) -> &str {
 
 impl<P: DeadLetters + Visibility> BatchRunner<P> {
     /// Handles every record of `event`; returns the failures to report and what happened.
-    pub async fn run<F, Fut>(
-        &self,
-        event: &SqsEvent,
-        mut handle: F,
-    ) -> (SqsBatchResponse, BatchStats)
+    pub async fn run<F>(&self, event: &SqsEvent, mut handle: F) -> (SqsBatchResponse, BatchStats)
     where
-        F: FnMut(&SqsMessage) -> Fut,
-        Fut: std::future::Future<Output = Result<(), Failure>>,
+        F: AsyncFnMut(&SqsMessage) -> Result<(), Failure>,
     {
         let mut response = SqsBatchResponse::default();
         let mut stats = BatchStats::default();

@@ -91,9 +91,7 @@ fn failed_ids(response: &SqsBatchResponse) -> Vec<String> {
 async fn successes_are_acknowledged_and_nothing_else_happens() {
     let runner = runner();
     let (response, stats) = runner
-        .run(&event(&[("ok", 1), ("ok", 1)]), |m| {
-            std::future::ready(outcome_of(m))
-        })
+        .run(&event(&[("ok", 1), ("ok", 1)]), async |m| outcome_of(m))
         .await;
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(
@@ -114,9 +112,7 @@ async fn successes_are_acknowledged_and_nothing_else_happens() {
 async fn a_permanent_failure_goes_to_the_dlq_with_its_class_and_is_acknowledged() {
     let runner = runner();
     let (response, stats) = runner
-        .run(&event(&[("ok", 1), ("poison", 1)]), |m| {
-            std::future::ready(outcome_of(m))
-        })
+        .run(&event(&[("ok", 1), ("poison", 1)]), async |m| outcome_of(m))
         .await;
     assert!(
         response.batch_item_failures.is_empty(),
@@ -138,9 +134,7 @@ async fn a_permanent_failure_whose_dlq_send_fails_is_retried_not_lost() {
     let runner = runner();
     runner.ports.dlq_down.store(true, Ordering::SeqCst);
     let (response, _) = runner
-        .run(&event(&[("poison", 1)]), |m| {
-            std::future::ready(outcome_of(m))
-        })
+        .run(&event(&[("poison", 1)]), async |m| outcome_of(m))
         .await;
     assert_eq!(failed_ids(&response), ["m0"]);
     assert_eq!(runner.ports.delays.lock().unwrap().len(), 1);
@@ -150,9 +144,7 @@ async fn a_permanent_failure_whose_dlq_send_fails_is_retried_not_lost() {
 async fn a_transient_failure_is_reported_with_a_backoff_from_its_receive_count() {
     let runner = runner();
     let (response, stats) = runner
-        .run(&event(&[("flaky", 4)]), |m| {
-            std::future::ready(outcome_of(m))
-        })
+        .run(&event(&[("flaky", 4)]), async |m| outcome_of(m))
         .await;
     assert_eq!(failed_ids(&response), ["m0"]);
     assert_eq!(stats.transient, 1);
@@ -170,9 +162,9 @@ async fn a_batch_wide_failure_stops_the_batch_and_delays_every_remaining_record(
     let mut handled = Vec::new();
     let batch = event(&[("ok", 1), ("db-down", 1), ("ok", 1), ("poison", 1)]);
     let (response, stats) = runner
-        .run(&batch, |m| {
+        .run(&batch, async |m| {
             handled.push(m.message_id.clone().unwrap_or_default());
-            std::future::ready(outcome_of(m))
+            outcome_of(m)
         })
         .await;
     assert_eq!(

@@ -2,5 +2,6 @@
 //! projections registered per (provider, event type).
 
 pub mod ledger;
+pub mod process_events;
 
 pub use ledger::{process, Event, Processed, ProjectFn, ProjectionFuture, Projections};

@@ -74,16 +74,14 @@ async fn a_poison_record_reaches_the_dlq_with_its_class_and_a_transient_one_come
         },
     };
     let (response, stats) = runner
-        .run(&event, |record| {
-            std::future::ready(match record.body.as_deref() {
-                Some("poison") => Err(Failure::Permanent(
-                    "envelope version 9 is not supported".into(),
-                )),
-                Some("flaky") => Err(Failure::Transient(
-                    "canceling statement due to lock timeout".into(),
-                )),
-                _ => Ok(()),
-            })
+        .run(&event, async |record| match record.body.as_deref() {
+            Some("poison") => Err(Failure::Permanent(
+                "envelope version 9 is not supported".into(),
+            )),
+            Some("flaky") => Err(Failure::Transient(
+                "canceling statement due to lock timeout".into(),
+            )),
+            _ => Ok(()),
         })
         .await;
     let flaky = event

@@ -153,3 +153,84 @@ async fn a_webhook_function_without_its_configuration_stops_at_cold_start_naming
         "the key ring leaked into the logs: {logs}"
     );
 }
+
+#[tokio::test]
+async fn the_process_events_binary_records_its_sample_batch_once_and_dead_letters_poison() {
+    use inlet_common::testing::TestDb;
+    let bin = built_functions();
+    let db = TestDb::create().await;
+    db.admin()
+        .await
+        .execute(
+            "INSERT INTO companies (company_id, name) VALUES ($1, 'Demo')",
+            &[&demo::DEMO_COMPANY],
+        )
+        .await
+        .unwrap();
+    let fx = AwsFixture::create().await;
+    let env: Vec<(String, String)> = [
+        ("DATABASE_URL", db.app_url.clone()),
+        ("EVENTS_DLQ_URL", fx.events_dlq_url.clone()),
+        ("INLET_KEYS", TEST_KEYS.to_owned()),
+        ("AWS_ENDPOINT_URL", required_env("AWS_ENDPOINT_URL")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let api = RuntimeApi::start("process-events").await.unwrap();
+    let _process = FunctionProcess::spawn(
+        &bin.join("process-events"),
+        &api,
+        "process-events",
+        256,
+        &env,
+    )
+    .unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/process-events.json");
+    let sample: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+
+    for _ in 0..2 {
+        let response = invoke(&api, &sample).await;
+        assert_eq!(
+            response["batchItemFailures"],
+            serde_json::json!([]),
+            "{response}"
+        );
+    }
+    let rows: i64 = db
+        .admin()
+        .await
+        .query_one(
+            "SELECT count(*) FROM webhook_events WHERE provider_event_id = 'evt_1PdemoFailed0001'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1, "a redelivered batch is recorded once");
+
+    let mut poison = sample.clone();
+    poison["Records"][0]["body"] = Value::String(r#"{"version":9,"anything":true}"#.into());
+    let response = invoke(&api, &poison).await;
+    assert_eq!(
+        response["batchItemFailures"],
+        serde_json::json!([]),
+        "a poison record is acknowledged, not retried"
+    );
+    let dead = fx
+        .sqs
+        .receive_message()
+        .queue_url(&fx.events_dlq_url)
+        .message_attribute_names("All")
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    let dead = dead.messages();
+    assert_eq!(dead.len(), 1);
+    let class = dead[0]
+        .message_attributes()
+        .and_then(|a| a.get("inlet_error_class"))
+        .and_then(|v| v.string_value());
+    assert_eq!(class, Some("permanent"));
+}
