@@ -3,5 +3,7 @@
 
 pub mod ledger;
 pub mod process_events;
+pub mod recovery;
+pub mod stripe;
 
 pub use ledger::{process, Event, Processed, ProjectFn, ProjectionFuture, Projections};

@@ -62,7 +62,7 @@ impl ProcessSettings {
 
 /// The projections process-events applies. Event types without one are recorded `ignored`.
 pub fn projections() -> Projections {
-    Projections::default()
+    super::stripe::register(Projections::default())
 }
 
 /// Everything a batch needs, built once per container.

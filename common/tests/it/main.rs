@@ -7,4 +7,5 @@ mod intake_aws;
 mod ledger;
 mod migrations;
 mod roles;
+mod stripe_recovery;
 mod tenancy;

@@ -22,6 +22,27 @@ fn fixture(table: &str) -> Option<&'static str> {
             "INSERT INTO object_versions (company_id, provider, object_type, object_id, \
              last_event_at, last_event_id) VALUES ($1, 'stripe', 'customer', $2, now(), $2)"
         }
+        "members" => {
+            "INSERT INTO members (company_id, provider, external_id) VALUES ($1, 'stripe', $2)"
+        }
+        "memberships" => {
+            "INSERT INTO memberships (company_id, provider, external_id, status) \
+             VALUES ($1, 'stripe', $2, 'active')"
+        }
+        "payments" => {
+            "INSERT INTO payments (company_id, provider, external_id, status, amount, currency) \
+             VALUES ($1, 'stripe', $2, 'failed', 100, 'usd')"
+        }
+        "recovery_cases" => {
+            "INSERT INTO recovery_cases (company_id, provider, membership_external_id, \
+             opened_by_payment, amount_at_risk, currency, opened_at) \
+             VALUES ($1, 'stripe', $2, $2, 100, 'usd', now())"
+        }
+        "reminders" => {
+            "INSERT INTO reminders (company_id, case_id, offset_hours, due_at) \
+             SELECT $1, (SELECT id FROM recovery_cases WHERE company_id = $1 LIMIT 1), \
+                    length($2), now()"
+        }
         _ => return None,
     })
 }
