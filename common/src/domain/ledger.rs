@@ -49,6 +49,14 @@ pub struct Event<'a> {
     pub payload: Value,
 }
 
+impl Event<'_> {
+    /// When the event happened (RFC 3339), or when it was received if the provider does not say.
+    pub fn occurred_at(&self) -> &str {
+        let meta = &self.envelope.meta;
+        meta.occurred_at.as_deref().unwrap_or(&meta.received_at)
+    }
+}
+
 pub type ProjectionFuture<'t> = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send + 't>>;
 
 /// A projection: applies one event inside the ledger's transaction.

@@ -1,9 +1,12 @@
 //! What events mean: the ledger that makes processing exactly-once in effect, and the
 //! projections registered per (provider, event type).
 
+pub mod clerk;
 pub mod ledger;
+pub mod members;
 pub mod process_events;
 pub mod recovery;
 pub mod stripe;
+pub mod whop;
 
 pub use ledger::{process, Event, Processed, ProjectFn, ProjectionFuture, Projections};

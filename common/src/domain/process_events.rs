@@ -62,7 +62,9 @@ impl ProcessSettings {
 
 /// The projections process-events applies. Event types without one are recorded `ignored`.
 pub fn projections() -> Projections {
-    super::stripe::register(Projections::default())
+    let projections = super::stripe::register(Projections::default());
+    let projections = super::whop::register(projections);
+    super::clerk::register(projections)
 }
 
 /// Everything a batch needs, built once per container.

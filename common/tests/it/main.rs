@@ -9,3 +9,4 @@ mod migrations;
 mod roles;
 mod stripe_recovery;
 mod tenancy;
+mod whop_clerk;

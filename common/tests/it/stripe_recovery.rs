@@ -323,7 +323,7 @@ async fn customers_become_members_with_an_email_hash_and_no_email() {
     .await[0];
     assert_eq!(
         member.get::<_, String>(0),
-        inlet_common::domain::stripe::email_hash("ada@example.com")
+        inlet_common::domain::members::email_hash("ada@example.com")
     );
     let stored: String = member.get(1);
     assert!(

@@ -1,0 +1,172 @@
+//! What every provider's projections share: reading fields from payloads, and members.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio_postgres::Transaction;
+
+use crate::consumer::Failure;
+use crate::db::failure_for;
+
+pub(crate) fn db(error: tokio_postgres::Error) -> Failure {
+    failure_for(&error)
+}
+
+/// A non-empty string at `pointer`.
+pub(crate) fn text<'v>(value: &'v Value, pointer: &str) -> Option<&'v str> {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+/// As [`text`], or a permanent failure naming the field.
+pub(crate) fn required<'v>(value: &'v Value, pointer: &str) -> Result<&'v str, Failure> {
+    text(value, pointer).ok_or_else(|| Failure::Permanent(format!("payload without {pointer}")))
+}
+
+/// SHA-256 of the trimmed, lower-cased address: lookups without keeping the address.
+pub fn email_hash(email: &str) -> String {
+    hex::encode(Sha256::digest(email.trim().to_lowercase().as_bytes()))
+}
+
+/// Creates or refreshes a member. Safe against a concurrent writer (another consumer, or the
+/// application creating the same user itself): the primary key decides, nobody errors.
+pub async fn upsert_member(
+    tx: &Transaction<'_>,
+    provider: &str,
+    external_id: &str,
+    email: Option<&str>,
+) -> Result<(), Failure> {
+    tx.execute(
+        "INSERT INTO members (company_id, provider, external_id, email_hash)
+         VALUES (get_current_company_id(), $1, $2, $3)
+         ON CONFLICT (company_id, provider, external_id)
+         DO UPDATE SET email_hash = coalesce(EXCLUDED.email_hash, members.email_hash), status = 'active'",
+        &[&provider, &external_id, &email.map(email_hash)],
+    )
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+/// Marks a member deleted (creating the row if the deletion is the first event seen).
+pub async fn delete_member(
+    tx: &Transaction<'_>,
+    provider: &str,
+    external_id: &str,
+) -> Result<(), Failure> {
+    tx.execute(
+        "INSERT INTO members (company_id, provider, external_id, status)
+         VALUES (get_current_company_id(), $1, $2, 'deleted')
+         ON CONFLICT (company_id, provider, external_id) DO UPDATE SET status = 'deleted', email_hash = NULL",
+        &[&provider, &external_id],
+    )
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+/// Creates or updates a membership.
+pub struct MembershipState<'a> {
+    pub provider: &'a str,
+    pub external_id: &'a str,
+    pub member: Option<&'a str>,
+    pub plan: Option<&'a str>,
+    pub status: &'a str,
+    /// RFC 3339.
+    pub current_period_end: Option<&'a str>,
+}
+
+pub async fn upsert_membership(
+    tx: &Transaction<'_>,
+    state: &MembershipState<'_>,
+) -> Result<(), Failure> {
+    tx.execute(
+        "INSERT INTO memberships (company_id, provider, external_id, member_external_id, plan, status, current_period_end)
+         VALUES (get_current_company_id(), $1, $2, $3, $4, $5, $6::text::timestamptz)
+         ON CONFLICT (company_id, provider, external_id) DO UPDATE
+            SET member_external_id = coalesce(EXCLUDED.member_external_id, memberships.member_external_id),
+                plan = coalesce(EXCLUDED.plan, memberships.plan),
+                status = EXCLUDED.status,
+                current_period_end = coalesce(EXCLUDED.current_period_end, memberships.current_period_end)",
+        &[&state.provider, &state.external_id, &state.member, &state.plan, &state.status, &state.current_period_end],
+    )
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+/// The membership's status, if it is known.
+pub async fn membership_status(
+    tx: &Transaction<'_>,
+    provider: &str,
+    external_id: &str,
+) -> Result<Option<String>, Failure> {
+    Ok(tx
+        .query_opt(
+            "SELECT status FROM memberships WHERE company_id = get_current_company_id()
+               AND provider = $1 AND external_id = $2",
+            &[&provider, &external_id],
+        )
+        .await
+        .map_err(db)?
+        .map(|row| row.get(0)))
+}
+
+/// A payment as the projections record it.
+pub struct PaymentRecord<'a> {
+    pub provider: &'a str,
+    pub external_id: &'a str,
+    pub membership: Option<&'a str>,
+    pub member: Option<&'a str>,
+    pub paid: bool,
+    /// Minor units.
+    pub amount: i64,
+    pub currency: &'a str,
+    pub failure_reason: Option<&'a str>,
+    /// RFC 3339.
+    pub occurred_at: &'a str,
+}
+
+pub async fn upsert_payment(
+    tx: &Transaction<'_>,
+    payment: &PaymentRecord<'_>,
+) -> Result<(), Failure> {
+    tx.execute(
+        "INSERT INTO payments (company_id, provider, external_id, membership_external_id, member_external_id,
+             status, amount, currency, failure_reason, occurred_at)
+         VALUES (get_current_company_id(), $1, $2, $3, $4, $5, $6, $7, $8, $9::text::timestamptz)
+         ON CONFLICT (company_id, provider, external_id) DO UPDATE
+            SET status = EXCLUDED.status, amount = EXCLUDED.amount, failure_reason = EXCLUDED.failure_reason,
+                occurred_at = EXCLUDED.occurred_at",
+        &[
+            &payment.provider,
+            &payment.external_id,
+            &payment.membership,
+            &payment.member,
+            &if payment.paid { "paid" } else { "failed" },
+            &payment.amount,
+            &payment.currency,
+            &payment.failure_reason,
+            &payment.occurred_at,
+        ],
+    )
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_hashes_ignore_case_and_surrounding_space() {
+        assert_eq!(
+            email_hash(" Ada@Example.com "),
+            email_hash("ada@example.com")
+        );
+        assert_eq!(email_hash("ada@example.com").len(), 64);
+        assert_ne!(email_hash("ada@example.com"), email_hash("ada@example.org"));
+    }
+}
