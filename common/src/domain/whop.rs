@@ -76,7 +76,7 @@ fn minor_units(payment: &Value) -> Result<i64, Failure> {
         .or_else(|| payment.get("subtotal"))
         .and_then(Value::as_f64);
     match total {
-        Some(t) if t.is_finite() && t >= 0.0 && t < 1e13 => Ok((t * 100.0).round() as i64),
+        Some(t) if (0.0..1e13).contains(&t) => Ok((t * 100.0).round() as i64),
         _ => Err(Failure::Permanent(
             "Whop payment without a valid total".into(),
         )),
