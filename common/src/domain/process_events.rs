@@ -9,7 +9,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use super::{process, Processed, Projections};
 use crate::aws::{sdk_config_for, Patience, SqsRedelivery};
 use crate::config::{self, ConfigError, Env, ProcessEnv};
-use crate::consumer::{Backoff, BatchRunner, Failure};
+use crate::consumer::{Backoff, BatchRunner, DeadLetters, Failure, Visibility};
 use crate::crypto::{KeyRing, KeyRingError};
 use crate::db::{Database, DbSettings};
 use crate::intake::{Envelope, EnvelopeError};
@@ -68,14 +68,14 @@ pub fn projections() -> Projections {
 }
 
 /// Everything a batch needs, built once per container.
-pub struct Processor {
-    pub runner: BatchRunner<SqsRedelivery>,
+pub struct Processor<P = SqsRedelivery> {
+    pub runner: BatchRunner<P>,
     pub database: Database,
     pub projections: Projections,
     pub keys: KeyRing,
 }
 
-impl Processor {
+impl<P: DeadLetters + Visibility> Processor<P> {
     pub async fn handle_batch(&self, event: &SqsEvent) -> SqsBatchResponse {
         let (response, stats) = self
             .runner
