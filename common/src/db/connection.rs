@@ -5,10 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+use super::{connect_with, Connection};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
-use tokio_postgres::Client;
-
-use super::connect_with;
 
 #[derive(Debug, Clone)]
 pub struct DbSettings {
@@ -45,7 +43,7 @@ pub enum DbUnavailable {
 
 #[derive(Default)]
 struct State {
-    client: Option<Client>,
+    client: Option<Connection>,
     last_used: Option<Instant>,
     failures: u32,
     retry_at: Option<Instant>,
@@ -72,7 +70,7 @@ impl Database {
     }
 
     /// The container's connection, (re)opened as needed. Holding the guard serializes use.
-    pub async fn client(&self) -> Result<MappedMutexGuard<'_, Client>, DbUnavailable> {
+    pub async fn client(&self) -> Result<MappedMutexGuard<'_, Connection>, DbUnavailable> {
         let mut state = self.state.lock().await;
         if let Some(client) = &state.client {
             let idle_too_long = state
@@ -100,7 +98,7 @@ impl Database {
             }
             match connect_with(&self.settings.url, Some(self.settings.statement_timeout)).await {
                 Ok(client) => {
-                    state.client = Some(client);
+                    state.client = Some(Connection::from(client));
                     state.failures = 0;
                     state.retry_at = None;
                 }

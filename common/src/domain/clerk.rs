@@ -1,8 +1,8 @@
 //! Clerk users -> members. Race-safe with the application: a `user.created` processed while the
 //! app creates the same member itself ends in one row, without error (see `upsert_member`).
 
+use crate::db::Tx;
 use serde_json::Value;
-use tokio_postgres::Transaction;
 
 use super::ledger::{Event, ProjectionFuture, Projections};
 use super::members::{delete_member, required, text, upsert_member};
@@ -37,14 +37,14 @@ fn primary_email(user: &Value) -> Option<&str> {
         .and_then(|a| text(a, "/email_address"))
 }
 
-fn user_upserted<'t>(tx: &'t Transaction<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
+fn user_upserted<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
     Box::pin(async move {
         let user = data(event)?;
         upsert_member(tx, PROVIDER, required(user, "/id")?, primary_email(user)).await
     })
 }
 
-fn user_deleted<'t>(tx: &'t Transaction<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
+fn user_deleted<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
     Box::pin(async move { delete_member(tx, PROVIDER, required(data(event)?, "/id")?).await })
 }
 

@@ -1,24 +1,26 @@
 //! One envelope, one Postgres transaction, in its tenant's context:
 //!
 //! 1. the tenant must exist (else permanent: an unknown tenant is not going to appear);
-//! 2. the ledger row is inserted, unique per (source, event id): a row already there and
-//!    finished means a duplicate delivery, skipped; concurrent deliveries wait on the unique
-//!    index and then see the winner's row;
-//! 3. the per-object version moves forward only: an event older than the last one applied to
-//!    its object is recorded `skipped_stale` and changes nothing else;
-//! 4. the projection registered for (provider, type) is applied, or the row is `ignored`;
-//! 5. the row is marked finished and the transaction commits. Any failure rolls everything back.
+//! 2. the per-object version moves forward only: an event older than the last one applied to
+//!    its object will be recorded `skipped_stale` and changes nothing else;
+//! 3. the ledger row is inserted with its final status, unique per (source, event id): a
+//!    conflict means a duplicate delivery, skipped; concurrent deliveries wait on the unique
+//!    index (and on the object's version row) and then see the winner's row;
+//! 4. the projection registered for (provider, type) is applied (an unregistered type was
+//!    recorded `ignored`), and the transaction commits. Any failure rolls everything back.
+//!
+//! Statements are prepared once per connection: an event costs BEGIN, one round trip per
+//! statement, and COMMIT.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 
 use serde_json::Value;
-use tokio_postgres::{Client, Transaction};
 
 use crate::consumer::Failure;
 use crate::crypto::KeyRing;
-use crate::db::{failure_for, tenant_transaction, CompanyId};
+use crate::db::{failure_for, CompanyId, Connection, Tenant, Tx};
 use crate::intake::Envelope;
 
 /// How an envelope ended.
@@ -60,7 +62,7 @@ impl Event<'_> {
 pub type ProjectionFuture<'t> = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send + 't>>;
 
 /// A projection: applies one event inside the ledger's transaction.
-pub type ProjectFn = for<'t> fn(&'t Transaction<'t>, &'t Event<'t>) -> ProjectionFuture<'t>;
+pub type ProjectFn = for<'t> fn(&'t Tx<'t>, &'t Event<'t>) -> ProjectionFuture<'t>;
 
 /// Projections per (provider, event type): adding one is a function and a line.
 #[derive(Default, Clone)]
@@ -136,7 +138,7 @@ fn payload_min(payload: &Value) -> Value {
 
 /// Processes one envelope. `Err` carries the class the batch runner acts on.
 pub async fn process(
-    client: &mut Client,
+    connection: &mut Connection,
     envelope: &Envelope<'_>,
     projections: &Projections,
     keys: &KeyRing,
@@ -147,25 +149,26 @@ pub async fn process(
     let payload: Value = serde_json::from_slice(&envelope.body).unwrap_or(Value::Null);
     let context = format!("{}/{}/{}", meta.company_id, meta.source_id, meta.event_id);
     let (key_id, sealed) = keys.seal_bytes(&envelope.body, context.as_bytes());
+    let project = projections.get(&meta.provider, &meta.event_type);
 
-    let tx = tenant_transaction(client, &company).await.map_err(db)?;
-    if tx
-        .query_opt(
-            "SELECT 1 FROM companies WHERE company_id = $1",
-            &[&company.as_str()],
-        )
-        .await
-        .map_err(db)?
-        .is_none()
-    {
+    let (tx, tenant) = connection.tenant_tx(&company).await.map_err(db)?;
+    if tenant == Tenant::Unknown {
         return Err(Failure::Permanent(format!("unknown tenant {company}")));
     }
-
+    let outcome = if is_stale(&tx, &company, envelope).await? {
+        Processed::Stale
+    } else if project.is_some() {
+        Processed::Applied
+    } else {
+        Processed::Ignored
+    };
     let inserted = tx
         .query_opt(
             "INSERT INTO webhook_events (company_id, source_id, provider, provider_event_id, event_type,
-                 object_type, object_id, occurred_at, received_at, payload_min, payload_enc, payload_key_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::timestamptz, $9::text::timestamptz, $10, $11, $12)
+                 object_type, object_id, occurred_at, received_at, status, processed_at, attempts,
+                 payload_min, payload_enc, payload_key_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::timestamptz, $9::text::timestamptz, $10, now(), 1,
+                     $11, $12, $13)
              ON CONFLICT (source_id, provider_event_id) DO NOTHING
              RETURNING id",
             &[
@@ -178,6 +181,7 @@ pub async fn process(
                 &meta.object_id,
                 &meta.occurred_at,
                 &meta.received_at,
+                &outcome.status(),
                 &payload_min(&payload),
                 &sealed,
                 &key_id,
@@ -185,45 +189,27 @@ pub async fn process(
         )
         .await
         .map_err(db)?;
-    let row_id: i64 = match inserted {
-        Some(row) => row.get(0),
-        None => {
-            let existing = tx
-                .query_opt(
-                    "SELECT id, status FROM webhook_events WHERE source_id = $1 AND provider_event_id = $2 FOR UPDATE",
-                    &[&meta.source_id, &meta.event_id],
-                )
-                .await
-                .map_err(db)?;
-            let Some(existing) = existing else {
-                return Err(Failure::Permanent(
-                    "this event id is recorded for another tenant".into(),
-                ));
-            };
-            let status: String = existing.get(1);
-            if status != "received" && status != "failed" {
-                tx.commit().await.map_err(db)?;
-                return Ok(Processed::Duplicate);
-            }
-            existing.get(0)
+    if inserted.is_none() {
+        // Already recorded. Under this tenant, or, if the row is not visible here, another
+        // tenant's: an event id cannot belong to two tenants.
+        let own = tx
+            .query_opt(
+                "SELECT 1 FROM webhook_events WHERE source_id = $1 AND provider_event_id = $2",
+                &[&meta.source_id, &meta.event_id],
+            )
+            .await
+            .map_err(db)?;
+        if own.is_none() {
+            return Err(Failure::Permanent(
+                "this event id is recorded for another tenant".into(),
+            ));
         }
-    };
-
-    let outcome = if is_stale(&tx, &company, envelope).await? {
-        Processed::Stale
-    } else if let Some(project) = projections.get(&meta.provider, &meta.event_type) {
+        tx.commit().await.map_err(db)?;
+        return Ok(Processed::Duplicate);
+    }
+    if let (Processed::Applied, Some(project)) = (outcome, project) {
         project(&tx, &Event { envelope, payload }).await?;
-        Processed::Applied
-    } else {
-        Processed::Ignored
-    };
-    tx.execute(
-        "UPDATE webhook_events SET status = $2, processed_at = now(), attempts = attempts + 1, last_error = NULL
-          WHERE id = $1",
-        &[&row_id, &outcome.status()],
-    )
-    .await
-    .map_err(db)?;
+    }
     tx.commit().await.map_err(db)?;
     Ok(outcome)
 }
@@ -231,7 +217,7 @@ pub async fn process(
 /// Moves the object's version forward, or reports the event stale. One statement: the row
 /// lock on conflict orders concurrent events for the same object.
 async fn is_stale(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     company: &CompanyId,
     envelope: &Envelope<'_>,
 ) -> Result<bool, Failure> {

@@ -1,8 +1,8 @@
 //! What every provider's projections share: reading fields from payloads, and members.
 
+use crate::db::Tx;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tokio_postgres::Transaction;
 
 use crate::consumer::Failure;
 use crate::db::failure_for;
@@ -32,7 +32,7 @@ pub fn email_hash(email: &str) -> String {
 /// Creates or refreshes a member. Safe against a concurrent writer (another consumer, or the
 /// application creating the same user itself): the primary key decides, nobody errors.
 pub async fn upsert_member(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     provider: &str,
     external_id: &str,
     email: Option<&str>,
@@ -50,11 +50,7 @@ pub async fn upsert_member(
 }
 
 /// Marks a member deleted (creating the row if the deletion is the first event seen).
-pub async fn delete_member(
-    tx: &Transaction<'_>,
-    provider: &str,
-    external_id: &str,
-) -> Result<(), Failure> {
+pub async fn delete_member(tx: &Tx<'_>, provider: &str, external_id: &str) -> Result<(), Failure> {
     tx.execute(
         "INSERT INTO members (company_id, provider, external_id, status)
          VALUES (get_current_company_id(), $1, $2, 'deleted')
@@ -77,10 +73,7 @@ pub struct MembershipState<'a> {
     pub current_period_end: Option<&'a str>,
 }
 
-pub async fn upsert_membership(
-    tx: &Transaction<'_>,
-    state: &MembershipState<'_>,
-) -> Result<(), Failure> {
+pub async fn upsert_membership(tx: &Tx<'_>, state: &MembershipState<'_>) -> Result<(), Failure> {
     tx.execute(
         "INSERT INTO memberships (company_id, provider, external_id, member_external_id, plan, status, current_period_end)
          VALUES (get_current_company_id(), $1, $2, $3, $4, $5, $6::text::timestamptz)
@@ -98,7 +91,7 @@ pub async fn upsert_membership(
 
 /// The membership's status, if it is known.
 pub async fn membership_status(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     provider: &str,
     external_id: &str,
 ) -> Result<Option<String>, Failure> {
@@ -128,10 +121,7 @@ pub struct PaymentRecord<'a> {
     pub occurred_at: &'a str,
 }
 
-pub async fn upsert_payment(
-    tx: &Transaction<'_>,
-    payment: &PaymentRecord<'_>,
-) -> Result<(), Failure> {
+pub async fn upsert_payment(tx: &Tx<'_>, payment: &PaymentRecord<'_>) -> Result<(), Failure> {
     tx.execute(
         "INSERT INTO payments (company_id, provider, external_id, membership_external_id, member_external_id,
              status, amount, currency, failure_reason, occurred_at)

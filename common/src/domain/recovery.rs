@@ -2,7 +2,7 @@
 //! by cancellation (lost). Closing cancels the reminders not yet sent; what was sent stays, for
 //! attribution.
 
-use tokio_postgres::Transaction;
+use crate::db::Tx;
 
 use crate::consumer::Failure;
 use crate::db::failure_for;
@@ -27,10 +27,7 @@ pub struct FailedPayment<'a> {
 
 /// Opens a case and its reminders, unless one is already open for the membership or this payment
 /// already opened one (replays). Returns the new case's id.
-pub async fn open_case(
-    tx: &Transaction<'_>,
-    failed: &FailedPayment<'_>,
-) -> Result<Option<i64>, Failure> {
+pub async fn open_case(tx: &Tx<'_>, failed: &FailedPayment<'_>) -> Result<Option<i64>, Failure> {
     let opened = tx
         .query_opt(
             "INSERT INTO recovery_cases (company_id, provider, membership_external_id, opened_by_payment,
@@ -76,7 +73,7 @@ pub enum Closing {
 
 /// Closes the membership's open case, if any, and cancels its pending reminders.
 pub async fn close_case(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     provider: &str,
     membership: &str,
     closing: Closing,

@@ -1,8 +1,8 @@
 //! Stripe projections: customers -> members, subscriptions -> memberships, invoices ->
 //! payments and recovery cases. Each is idempotent (upserts), so a replay changes nothing.
 
+use crate::db::Tx;
 use serde_json::Value;
-use tokio_postgres::Transaction;
 
 use super::ledger::{Event, ProjectionFuture, Projections};
 use super::members::{
@@ -52,7 +52,7 @@ fn object<'e>(event: &'e Event<'_>) -> Result<&'e Value, Failure> {
         .ok_or_else(|| Failure::Permanent("Stripe event without data.object".into()))
 }
 
-fn customer_upserted<'t>(tx: &'t Transaction<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
+fn customer_upserted<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
     Box::pin(async move {
         let customer = object(event)?;
         upsert_member(
@@ -65,11 +65,11 @@ fn customer_upserted<'t>(tx: &'t Transaction<'t>, event: &'t Event<'t>) -> Proje
     })
 }
 
-fn customer_deleted<'t>(tx: &'t Transaction<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
+fn customer_deleted<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
     Box::pin(async move { delete_member(tx, PROVIDER, required(object(event)?, "/id")?).await })
 }
 
-fn subscription_changed<'t>(tx: &'t Transaction<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
+fn subscription_changed<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
     Box::pin(async move {
         let subscription = object(event)?;
         let id = required(subscription, "/id")?;
@@ -116,7 +116,7 @@ fn amount(invoice: &Value, field: &str) -> Result<i64, Failure> {
 }
 
 async fn record_invoice(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     event: &Event<'_>,
     paid: bool,
     amount: i64,
@@ -141,7 +141,7 @@ async fn record_invoice(
     .await
 }
 
-fn invoice_paid<'t>(tx: &'t Transaction<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
+fn invoice_paid<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
     Box::pin(async move {
         let invoice = object(event)?;
         record_invoice(tx, event, true, amount(invoice, "amount_paid")?).await?;
@@ -161,10 +161,7 @@ fn invoice_paid<'t>(tx: &'t Transaction<'t>, event: &'t Event<'t>) -> Projection
     })
 }
 
-fn invoice_payment_failed<'t>(
-    tx: &'t Transaction<'t>,
-    event: &'t Event<'t>,
-) -> ProjectionFuture<'t> {
+fn invoice_payment_failed<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
     Box::pin(async move {
         let invoice = object(event)?;
         let due = amount(invoice, "amount_due")?;
@@ -195,7 +192,7 @@ fn invoice_payment_failed<'t>(
     })
 }
 
-fn checkout_completed<'t>(tx: &'t Transaction<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
+fn checkout_completed<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
     Box::pin(async move {
         let session = object(event)?;
         let Some(customer) = text(session, "/customer") else {

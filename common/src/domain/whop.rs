@@ -3,8 +3,8 @@
 //! "email"}, "plan": {"id"}, "renewal_period_end"}, ...}`; payments carry `membership.id`,
 //! `user.id`, `total` (currency units), `currency`, `failure_message`.
 
+use crate::db::Tx;
 use serde_json::Value;
-use tokio_postgres::Transaction;
 
 use super::ledger::{Event, ProjectionFuture, Projections};
 use super::members::{
@@ -35,7 +35,7 @@ fn data<'e>(event: &'e Event<'_>) -> Result<&'e Value, Failure> {
         .ok_or_else(|| Failure::Permanent("Whop event without data".into()))
 }
 
-fn membership_changed<'t>(tx: &'t Transaction<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
+fn membership_changed<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
     Box::pin(async move {
         let membership = data(event)?;
         let id = required(membership, "/id")?;
@@ -84,7 +84,7 @@ fn minor_units(payment: &Value) -> Result<i64, Failure> {
 }
 
 async fn record_payment<'p>(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     event: &'p Event<'_>,
     paid: bool,
 ) -> Result<(&'p str, Option<&'p str>, i64), Failure> {
@@ -114,7 +114,7 @@ async fn record_payment<'p>(
     Ok((id, membership, amount))
 }
 
-fn payment_succeeded<'t>(tx: &'t Transaction<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
+fn payment_succeeded<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
     Box::pin(async move {
         let (id, membership, _) = record_payment(tx, event, true).await?;
         if let Some(membership) = membership {
@@ -132,7 +132,7 @@ fn payment_succeeded<'t>(tx: &'t Transaction<'t>, event: &'t Event<'t>) -> Proje
     })
 }
 
-fn payment_failed<'t>(tx: &'t Transaction<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
+fn payment_failed<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
     Box::pin(async move {
         let (id, membership, amount) = record_payment(tx, event, false).await?;
         let Some(membership) = membership else {

@@ -9,12 +9,14 @@ use inlet_common::db::failure_for;
 use inlet_common::domain::{process, Event, Processed, ProjectionFuture, Projections};
 use inlet_common::intake::{BodyEncoding, Envelope, EnvelopeMeta};
 use inlet_common::testing::{TestDb, TEST_KEYS};
-use tokio_postgres::Transaction;
 
 const COMPANY: &str = "co_ledger";
 
 /// Records each application, so "applied once" can be counted.
-fn log_projection<'t>(tx: &'t Transaction<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
+fn log_projection<'t>(
+    tx: &'t inlet_common::db::Tx<'t>,
+    event: &'t Event<'t>,
+) -> ProjectionFuture<'t> {
     Box::pin(async move {
         let meta = &event.envelope.meta;
         tx.execute(
@@ -27,7 +29,10 @@ fn log_projection<'t>(tx: &'t Transaction<'t>, event: &'t Event<'t>) -> Projecti
     })
 }
 
-fn refusing_projection<'t>(_: &'t Transaction<'t>, _: &'t Event<'t>) -> ProjectionFuture<'t> {
+fn refusing_projection<'t>(
+    _: &'t inlet_common::db::Tx<'t>,
+    _: &'t Event<'t>,
+) -> ProjectionFuture<'t> {
     Box::pin(async { Err(Failure::Permanent("invoice has no customer".into())) })
 }
 
@@ -92,7 +97,7 @@ fn keys() -> KeyRing {
 #[tokio::test]
 async fn the_same_envelope_three_times_is_one_ledger_row_applied_once() {
     let db = setup().await;
-    let mut app = db.app().await;
+    let mut app = inlet_common::db::Connection::from(db.app().await);
     let e = envelope("evt_1", "customer.updated", "2024-01-01T00:00:10Z", COMPANY);
     let mut outcomes = Vec::new();
     for _ in 0..3 {
@@ -133,7 +138,10 @@ async fn the_same_envelope_from_two_consumers_at_once_is_applied_once() {
     );
     let (projections, keys) = (projections(), keys());
     for _ in 0..10 {
-        let (mut one, mut two) = (db.app().await, db.app().await);
+        let (mut one, mut two) = (
+            inlet_common::db::Connection::from(db.app().await),
+            inlet_common::db::Connection::from(db.app().await),
+        );
         let (a, b) = tokio::join!(
             process(&mut one, &e, &projections, &keys),
             process(&mut two, &e, &projections, &keys)
@@ -149,7 +157,7 @@ async fn the_same_envelope_from_two_consumers_at_once_is_applied_once() {
 #[tokio::test]
 async fn an_older_event_for_an_object_arriving_late_is_stale_and_changes_nothing() {
     let db = setup().await;
-    let mut app = db.app().await;
+    let mut app = inlet_common::db::Connection::from(db.app().await);
     let newer = envelope(
         "evt_new",
         "customer.updated",
@@ -193,7 +201,7 @@ async fn an_older_event_for_an_object_arriving_late_is_stale_and_changes_nothing
 #[tokio::test]
 async fn an_unknown_tenant_is_permanent_and_writes_nothing() {
     let db = setup().await;
-    let mut app = db.app().await;
+    let mut app = inlet_common::db::Connection::from(db.app().await);
     let e = envelope(
         "evt_x",
         "customer.updated",
@@ -213,7 +221,7 @@ async fn an_unknown_tenant_is_permanent_and_writes_nothing() {
 #[tokio::test]
 async fn a_projection_failure_rolls_back_the_whole_event() {
     let db = setup().await;
-    let mut app = db.app().await;
+    let mut app = inlet_common::db::Connection::from(db.app().await);
     let e = envelope(
         "evt_void",
         "invoice.voided",
@@ -239,7 +247,7 @@ async fn a_projection_failure_rolls_back_the_whole_event() {
 #[tokio::test]
 async fn unregistered_types_are_recorded_as_ignored_with_the_payload_sealed_and_minimised() {
     let db = setup().await;
-    let mut app = db.app().await;
+    let mut app = inlet_common::db::Connection::from(db.app().await);
     let e = envelope(
         "evt_ign",
         "customer.tax_id.created",

@@ -68,7 +68,7 @@ fn invoice(id: &str, status: &str) -> Value {
 }
 
 async fn run(db: &TestDb, events: &[Envelope<'static>]) -> Vec<Processed> {
-    let mut app = db.app().await;
+    let mut app = inlet_common::db::Connection::from(db.app().await);
     let keys = KeyRing::parse(TEST_KEYS, None).unwrap();
     let projections = projections();
     let mut outcomes = Vec::new();

@@ -62,7 +62,7 @@ fn data_id(body: &Value) -> Option<String> {
 }
 
 async fn run(db: &TestDb, events: &[Envelope<'static>]) {
-    let mut app = db.app().await;
+    let mut app = inlet_common::db::Connection::from(db.app().await);
     let keys = KeyRing::parse(TEST_KEYS, None).unwrap();
     for e in events {
         process(&mut app, e, &projections(), &keys).await.unwrap();
@@ -228,7 +228,10 @@ async fn a_clerk_user_created_racing_the_apps_own_upsert_yields_one_member_and_n
             "2025-06-01T10:00:00Z",
             data,
         );
-        let (mut consumer, app) = (db.app().await, db.app().await);
+        let (mut consumer, app) = (
+            inlet_common::db::Connection::from(db.app().await),
+            db.app().await,
+        );
         let keys = KeyRing::parse(TEST_KEYS, None).unwrap();
         let projections = projections();
         let app_upsert = async {
