@@ -54,6 +54,23 @@ pub fn parsed_or<T: FromStr>(
     }
 }
 
+/// A function's configuration could not be read: the function does not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Keys(#[from] crate::crypto::KeyRingError),
+}
+
+/// The key ring from `INLET_KEYS` (and `INLET_ACTIVE_KEY`).
+pub fn key_ring(env: &impl Env) -> Result<crate::crypto::KeyRing, crate::crypto::KeyRingError> {
+    let spec = env
+        .get("INLET_KEYS")
+        .ok_or(crate::crypto::KeyRingError::Missing)?;
+    crate::crypto::KeyRing::parse(&spec, env.get("INLET_ACTIVE_KEY").as_deref())
+}
+
 /// `INLET_ENV=production` makes every store outage fail closed.
 pub fn is_production(env: &impl Env) -> bool {
     env.get("INLET_ENV").as_deref() == Some("production")

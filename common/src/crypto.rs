@@ -93,8 +93,7 @@ impl KeyRing {
 
     /// From `INLET_KEYS` and `INLET_ACTIVE_KEY`.
     pub fn from_env() -> Result<Self, KeyRingError> {
-        let spec = std::env::var("INLET_KEYS").map_err(|_| KeyRingError::Missing)?;
-        Self::parse(&spec, std::env::var("INLET_ACTIVE_KEY").ok().as_deref())
+        crate::config::key_ring(&crate::config::ProcessEnv)
     }
 
     pub fn active_key_id(&self) -> &str {

@@ -8,9 +8,9 @@ use lambda_runtime::{service_fn, LambdaEvent};
 
 use super::{process, Processed, Projections};
 use crate::aws::{sdk_config_for, Patience, SqsRedelivery};
-use crate::config::{self, ConfigError, Env, ProcessEnv};
+use crate::config::{self, Env, ProcessEnv, SettingsError};
 use crate::consumer::{Backoff, BatchRunner, DeadLetters, Failure, Visibility};
-use crate::crypto::{KeyRing, KeyRingError};
+use crate::crypto::KeyRing;
 use crate::db::{Database, DbSettings};
 use crate::intake::{Envelope, EnvelopeError};
 use crate::telemetry::{self, LogFormat};
@@ -25,20 +25,9 @@ pub struct ProcessSettings {
     pub keys: KeyRing,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Keys(#[from] KeyRingError),
-}
-
 impl ProcessSettings {
     pub fn from_env(env: &impl Env) -> Result<Self, SettingsError> {
-        let keys = match env.get("INLET_KEYS") {
-            Some(spec) => KeyRing::parse(&spec, env.get("INLET_ACTIVE_KEY").as_deref())?,
-            None => return Err(KeyRingError::Missing.into()),
-        };
+        let keys = config::key_ring(env)?;
         let millis = |name, default| {
             config::parsed_or(env, name, default, "a whole number of milliseconds")
                 .map(Duration::from_millis)

@@ -12,8 +12,8 @@ use super::{
 use crate::aws::{
     sdk_config_for, DynamoDedupe, DynamoRateLimiter, DynamoSources, Patience, SqsQueue,
 };
-use crate::config::{self, ConfigError, Env, ProcessEnv};
-use crate::crypto::{KeyRing, KeyRingError};
+use crate::config::{self, Env, ProcessEnv, SettingsError};
+use crate::crypto::KeyRing;
 use crate::providers::Provider;
 use crate::telemetry::{self, LogFormat};
 
@@ -34,24 +34,13 @@ pub struct IntakeSettings {
     pub keys: KeyRing,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Keys(#[from] KeyRingError),
-}
-
 impl IntakeSettings {
     pub fn from_env(provider: Provider, env: &impl Env) -> Result<Self, SettingsError> {
         let secs = |name, default| {
             config::parsed_or(env, name, default, "a whole number of seconds")
                 .map(Duration::from_secs)
         };
-        let keys = match env.get("INLET_KEYS") {
-            Some(spec) => KeyRing::parse(&spec, env.get("INLET_ACTIVE_KEY").as_deref())?,
-            None => return Err(KeyRingError::Missing.into()),
-        };
+        let keys = config::key_ring(env)?;
         Ok(Self {
             intake: IntakeConfig {
                 provider,
