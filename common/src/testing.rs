@@ -237,6 +237,146 @@ impl AwsFixture {
     }
 }
 
+/// A Postgres server of one test's own, migrated, that the test may stop and start: what the
+/// shared server cannot offer without disturbing every other test. Needs `PG_BIN` and
+/// `INLET_SCRATCH_DIR` from `.local/env`. Stopped and removed on drop.
+pub struct ScratchPostgres {
+    root: PathBuf,
+    bin: PathBuf,
+    port: u16,
+}
+
+/// Runs a server binary, as the `postgres` user when the tests run as root (Postgres refuses
+/// to run as root).
+fn as_postgres(program: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let running_as_root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    let mut command = if running_as_root {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        std::process::Command::new(program)
+    };
+    command
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()))
+}
+
+impl ScratchPostgres {
+    /// initdb, start on a free port, create the application role and apply every migration.
+    pub async fn start() -> ScratchPostgres {
+        let bin = PathBuf::from(required_env("PG_BIN"));
+        let parent = PathBuf::from(required_env("INLET_SCRATCH_DIR"));
+        let root = parent.join(format!(
+            "{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&root).expect("scratch directory");
+        // The postgres user must own what it writes; `chown` is a no-op when not root.
+        let _ = std::process::Command::new("chown")
+            .args(["-R", "postgres:"])
+            .arg(&parent)
+            .output();
+        let data = root.join("data");
+        let output = as_postgres(
+            &bin.join("initdb"),
+            &[
+                "-D",
+                &data.to_string_lossy(),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ],
+        );
+        assert!(
+            output.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let scratch = ScratchPostgres { root, bin, port };
+        scratch.start_server();
+        let mut admin = db::connect(&scratch.admin_url())
+            .await
+            .expect("scratch admin connection");
+        let migrations = migrate::load_dir(&migrations_dir()).expect("migrations load");
+        migrate::apply(&mut admin, &migrations)
+            .await
+            .expect("migrations apply");
+        scratch
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    pub fn app_url(&self) -> String {
+        format!("postgres://inlet_app@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> std::process::Output {
+        let data = self.root.join("data");
+        let mut all = vec!["-D", data.to_str().expect("UTF-8 scratch path")];
+        all.extend_from_slice(args);
+        as_postgres(&self.bin.join("pg_ctl"), &all)
+    }
+
+    /// Starts the server (again), on the same port.
+    pub fn start_server(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",
+            self.port,
+            self.root.display()
+        );
+        let log = self.root.join("postgres.log");
+        let output = self.pg_ctl(&[
+            "-l",
+            log.to_str().expect("UTF-8 scratch path"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            &options,
+            "start",
+        ]);
+        assert!(
+            output.status.success(),
+            "scratch Postgres did not start: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Stops the server as an operator would (`pg_ctl stop -m fast`): sessions are ended.
+    pub fn stop_server(&self) {
+        let output = self.pg_ctl(&["-m", "fast", "-w", "-t", "30", "stop"]);
+        assert!(
+            output.status.success(),
+            "scratch Postgres did not stop: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+impl Drop for ScratchPostgres {
+    fn drop(&mut self) {
+        let _ = self.pg_ctl(&["-m", "immediate", "-w", "-t", "10", "stop"]);
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_dbname;

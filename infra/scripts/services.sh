@@ -224,6 +224,12 @@ export RATE_LIMIT_TABLE=RateLimitTable
 export EVENTS_QUEUE_URL='$aws_url/123456789012/EventsQueue'
 export EVENTS_DLQ_URL='$aws_url/123456789012/EventsDLQ'
 ENV
+    # Tests that stop and start a database of their own (testing::ScratchPostgres) need the
+    # server binaries and a directory the postgres user can write.
+    local bin
+    if [[ -z "$EXTERNAL_DB" ]] && bin=$(pg_bin); then
+        printf "export PG_BIN='%s'\nexport INLET_SCRATCH_DIR='%s'\n" "$bin" "$(pg_root)/scratch" >> "$ENV_FILE"
+    fi
 }
 
 # --- commands ---------------------------------------------------------------------------------
@@ -284,6 +290,13 @@ cmd_drop_test_databases() {
     local db
     for db in $("${psql[@]}" -c "SELECT datname FROM pg_database WHERE datname LIKE 'inlet\_test\_%'"); do
         "${psql[@]}" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null || true
+    done
+    # Scratch clusters a killed test run left behind.
+    local scratch
+    for scratch in "$(pg_root)"/scratch/*/data; do
+        [[ -f "$scratch/PG_VERSION" ]] || continue
+        as_pg "$bin/pg_ctl" -D "$scratch" -m immediate -w -t 10 stop >/dev/null 2>&1 || true
+        rm -rf "$(dirname "$scratch")"
     done
 }
 

@@ -99,12 +99,39 @@ impl Backoff {
     }
 }
 
-/// What a batch did: for metrics and logs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What became of one record in the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// Handled: acknowledged.
+    Done,
+    /// Sent to the dead-letter queue, then acknowledged.
+    DeadLettered,
+    /// Reported failed: it comes back after its delay.
+    Retrying,
+}
+
+/// What a batch did, one entry per record in batch order: for metrics and logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchStats {
-    pub succeeded: u32,
-    pub permanent: u32,
-    pub transient: u32,
+    pub settled: Vec<Settled>,
+}
+
+impl BatchStats {
+    fn count(&self, which: Settled) -> usize {
+        self.settled.iter().filter(|s| **s == which).count()
+    }
+
+    pub fn succeeded(&self) -> usize {
+        self.count(Settled::Done)
+    }
+
+    pub fn permanent(&self) -> usize {
+        self.count(Settled::DeadLettered)
+    }
+
+    pub fn transient(&self) -> usize {
+        self.count(Settled::Retrying)
+    }
 }
 
 /// Runs batches with the DLQ and visibility ports of one queue.
@@ -141,7 +168,9 @@ impl<P: DeadLetters + Visibility> BatchRunner<P> {
         F: AsyncFnMut(&SqsMessage) -> Result<(), Failure>,
     {
         let mut response = SqsBatchResponse::default();
-        let mut stats = BatchStats::default();
+        let mut stats = BatchStats {
+            settled: Vec::with_capacity(event.records.len()),
+        };
         let mut stopped: Option<String> = None;
         for message in &event.records {
             let message_id = message.message_id.clone().unwrap_or_default();
@@ -155,29 +184,19 @@ impl<P: DeadLetters + Visibility> BatchRunner<P> {
                 tracing::warn!(parent: &span, reason = %bounded(reason), "batch stopped; every remaining record retries later");
                 stopped = Some(bounded(reason).to_owned());
             }
-            if self
-                .settle(message, outcome, &mut stats)
-                .instrument(span)
-                .await
-            {
+            let settled = self.settle(message, outcome).instrument(span).await;
+            if settled == Settled::Retrying {
                 response.add_failure(message_id);
             }
+            stats.settled.push(settled);
         }
         (response, stats)
     }
 
-    /// Acts on one record's outcome; true when it must be reported as a batch item failure.
-    async fn settle(
-        &self,
-        message: &SqsMessage,
-        outcome: Result<(), Failure>,
-        stats: &mut BatchStats,
-    ) -> bool {
+    /// Acts on one record's outcome.
+    async fn settle(&self, message: &SqsMessage, outcome: Result<(), Failure>) -> Settled {
         match outcome {
-            Ok(()) => {
-                stats.succeeded += 1;
-                false
-            }
+            Ok(()) => Settled::Done,
             Err(Failure::Permanent(reason)) => {
                 let reason = bounded(&reason);
                 match self
@@ -187,23 +206,20 @@ impl<P: DeadLetters + Visibility> BatchRunner<P> {
                 {
                     Ok(()) => {
                         tracing::warn!(class = "permanent", %reason, "record sent to the dead-letter queue");
-                        stats.permanent += 1;
-                        false
+                        Settled::DeadLettered
                     }
                     Err(error) => {
                         // Not lost: it stays on the queue and comes back.
                         tracing::error!(%error, %reason, "dead-letter send failed; the record will be retried");
                         self.retry_later(message).await;
-                        stats.transient += 1;
-                        true
+                        Settled::Retrying
                     }
                 }
             }
             Err(Failure::Transient(reason) | Failure::TransientBatch(reason)) => {
                 tracing::warn!(class = "transient", reason = %bounded(&reason), "record failed; retrying later");
                 self.retry_later(message).await;
-                stats.transient += 1;
-                true
+                Settled::Retrying
             }
         }
     }

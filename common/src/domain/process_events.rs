@@ -1,7 +1,8 @@
 //! The `process-events` function: SQS batches of envelopes into tenant Postgres, through the
 //! batch runner and the ledger. `functions/process-events` calls [`run`].
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::{service_fn, LambdaEvent};
@@ -9,10 +10,11 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use super::{process, Processed, Projections};
 use crate::aws::{sdk_config_for, Patience, SqsRedelivery};
 use crate::config::{self, Env, ProcessEnv, SettingsError};
-use crate::consumer::{Backoff, BatchRunner, DeadLetters, Failure, Visibility};
+use crate::consumer::{Backoff, BatchRunner, DeadLetters, Failure, Settled, Visibility};
 use crate::crypto::KeyRing;
 use crate::db::{Database, DbSettings};
 use crate::intake::{Envelope, EnvelopeError};
+use crate::metrics::{self, BatchMetrics, MetricsSink, Outcome};
 use crate::telemetry::{self, LogFormat};
 
 pub use lambda_runtime::Error;
@@ -56,30 +58,78 @@ pub fn projections() -> Projections {
     super::clerk::register(projections)
 }
 
+/// The `function` dimension of this function's metrics.
+pub const FUNCTION: &str = "process-events";
+
 /// Everything a batch needs, built once per container.
 pub struct Processor<P = SqsRedelivery> {
     pub runner: BatchRunner<P>,
     pub database: Database,
     pub projections: Projections,
     pub keys: KeyRing,
+    pub metrics: Arc<dyn MetricsSink>,
+}
+
+fn outcome_of(processed: Processed) -> Outcome {
+    match processed {
+        Processed::Applied => Outcome::Processed,
+        Processed::Duplicate => Outcome::Duplicate,
+        Processed::Stale => Outcome::Stale,
+        Processed::Ignored => Outcome::Ignored,
+    }
+}
+
+/// The provider intake put on the message, for the metric dimension.
+fn provider_attribute(record: &SqsMessage) -> Option<&str> {
+    record
+        .message_attributes
+        .get("provider")
+        .and_then(|attribute| attribute.string_value.as_deref())
+}
+
+fn sent_timestamp(record: &SqsMessage) -> Option<u64> {
+    record.attributes.get("SentTimestamp")?.parse().ok()
 }
 
 impl<P: DeadLetters + Visibility> Processor<P> {
     pub async fn handle_batch(&self, event: &SqsEvent) -> SqsBatchResponse {
+        let started = Instant::now();
+        let mut processed = Vec::with_capacity(event.records.len());
         let (response, stats) = self
             .runner
-            .run(event, async |record| self.handle_record(record).await)
+            .run(event, async |record| {
+                processed.push(self.handle_record(record).await?);
+                Ok(())
+            })
             .await;
+        // Records settle in batch order, and each `Done` one pushed its outcome in that order.
+        let mut processed = processed.into_iter();
+        let now = metrics::now_ms();
+        let mut batch = BatchMetrics::default();
+        for (record, settled) in event.records.iter().zip(&stats.settled) {
+            let outcome = match settled {
+                Settled::Done => processed.next().map_or(Outcome::Processed, outcome_of),
+                Settled::DeadLettered => Outcome::Permanent,
+                Settled::Retrying => Outcome::Transient,
+            };
+            batch.record(
+                provider_attribute(record),
+                outcome,
+                sent_timestamp(record),
+                now,
+            );
+        }
+        batch.emit(&*self.metrics, FUNCTION, started.elapsed());
         tracing::info!(
-            succeeded = stats.succeeded,
-            permanent = stats.permanent,
-            transient = stats.transient,
+            succeeded = stats.succeeded(),
+            permanent = stats.permanent(),
+            transient = stats.transient(),
             "batch done"
         );
         response
     }
 
-    async fn handle_record(&self, record: &SqsMessage) -> Result<(), Failure> {
+    async fn handle_record(&self, record: &SqsMessage) -> Result<Processed, Failure> {
         let body = record.body.as_deref().unwrap_or_default();
         let envelope = Envelope::from_json(body.as_bytes()).map_err(|error| match error {
             EnvelopeError::UnknownVersion(_) | EnvelopeError::Malformed(_) => {
@@ -103,7 +153,7 @@ impl<P: DeadLetters + Visibility> Processor<P> {
         if outcome == Processed::Stale {
             tracing::info!(object_id = ?envelope.meta.object_id, "older than the last applied event for its object");
         }
-        Ok(())
+        Ok(outcome)
     }
 }
 
@@ -122,6 +172,7 @@ pub async fn run() -> Result<(), Error> {
         database: Database::new(settings.database),
         projections: projections(),
         keys: settings.keys,
+        metrics: Arc::new(metrics::Stdout),
     };
     let processor = &processor;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {

@@ -96,7 +96,7 @@ async fn a_poison_record_reaches_the_dlq_with_its_class_and_a_transient_one_come
         .collect();
     assert_eq!(failed, [flaky.message_id.clone().unwrap()]);
     assert_eq!(
-        (stats.succeeded, stats.permanent, stats.transient),
+        (stats.succeeded(), stats.permanent(), stats.transient()),
         (1, 1, 1)
     );
 

@@ -6,6 +6,7 @@ mod consumer_aws;
 mod intake_aws;
 mod ledger;
 mod migrations;
+mod process_events;
 mod roles;
 mod stripe_recovery;
 mod tenancy;

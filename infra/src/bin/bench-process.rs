@@ -19,6 +19,7 @@ use inlet_common::crypto::KeyRing;
 use inlet_common::db::{self, migrate, Database, DbSettings};
 use inlet_common::domain::process_events::{projections, Processor};
 use inlet_common::intake::{BodyEncoding, Envelope, EnvelopeMeta, StoreError};
+use inlet_common::metrics::Discard;
 use inlet_common::testing::{migrations_dir, with_dbname, TEST_KEYS};
 use serde_json::json;
 
@@ -157,6 +158,9 @@ fn run_consumers(
                     database: Database::new(DbSettings::new(url)),
                     projections: projections(),
                     keys: KeyRing::parse(TEST_KEYS, None)?,
+                    // Documents are built as in production, then dropped: 1,000 lines of
+                    // metrics would bury the results.
+                    metrics: Arc::new(Discard),
                 };
                 loop {
                     let index = next.fetch_add(1, Ordering::Relaxed);
