@@ -61,6 +61,15 @@ pub enum Tenant {
 }
 
 impl Connection {
+    /// Begins a transaction whose first statement enters the tenant itself (e.g.
+    /// `record_event`). Until it does, row-level security shows and accepts nothing.
+    pub async fn tx(&mut self) -> Result<Tx<'_>, tokio_postgres::Error> {
+        Ok(Tx {
+            tx: self.client.transaction().await?,
+            statements: &self.statements,
+        })
+    }
+
     /// Begins a transaction in `company`'s context (transaction-local) and says whether that
     /// company exists: one round trip after BEGIN.
     pub async fn tenant_tx(

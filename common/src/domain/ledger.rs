@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use crate::consumer::Failure;
 use crate::crypto::KeyRing;
-use crate::db::{failure_for, CompanyId, Connection, Tenant, Tx};
+use crate::db::{failure_for, CompanyId, Connection, Tx};
 use crate::intake::Envelope;
 
 /// How an envelope ended.
@@ -151,26 +151,17 @@ pub async fn process(
     let (key_id, sealed) = keys.seal_bytes(&envelope.body, context.as_bytes());
     let project = projections.get(&meta.provider, &meta.event_type);
 
-    let (tx, tenant) = connection.tenant_tx(&company).await.map_err(db)?;
-    if tenant == Tenant::Unknown {
-        return Err(Failure::Permanent(format!("unknown tenant {company}")));
-    }
-    let outcome = if is_stale(&tx, &company, envelope).await? {
-        Processed::Stale
-    } else if project.is_some() {
+    let fresh = if project.is_some() {
         Processed::Applied
     } else {
         Processed::Ignored
     };
-    let inserted = tx
-        .query_opt(
-            "INSERT INTO webhook_events (company_id, source_id, provider, provider_event_id, event_type,
-                 object_type, object_id, occurred_at, received_at, status, processed_at, attempts,
-                 payload_min, payload_enc, payload_key_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::timestamptz, $9::text::timestamptz, $10, now(), 1,
-                     $11, $12, $13)
-             ON CONFLICT (source_id, provider_event_id) DO NOTHING
-             RETURNING id",
+
+    let tx = connection.tx().await.map_err(db)?;
+    let recorded: String = tx
+        .query_one(
+            "SELECT record_event($1, $2, $3, $4, $5, $6, $7, $8::text::timestamptz,
+                 $9::text::timestamptz, $10, $11, $12, $13)",
             &[
                 &company.as_str(),
                 &meta.source_id,
@@ -181,65 +172,36 @@ pub async fn process(
                 &meta.object_id,
                 &meta.occurred_at,
                 &meta.received_at,
-                &outcome.status(),
+                &fresh.status(),
                 &payload_min(&payload),
                 &sealed,
                 &key_id,
             ],
         )
         .await
-        .map_err(db)?;
-    if inserted.is_none() {
-        // Already recorded. Under this tenant, or, if the row is not visible here, another
-        // tenant's: an event id cannot belong to two tenants.
-        let own = tx
-            .query_opt(
-                "SELECT 1 FROM webhook_events WHERE source_id = $1 AND provider_event_id = $2",
-                &[&meta.source_id, &meta.event_id],
-            )
-            .await
-            .map_err(db)?;
-        if own.is_none() {
+        .map_err(db)?
+        .get(0);
+    let outcome = match recorded.as_str() {
+        "unknown_tenant" => return Err(Failure::Permanent(format!("unknown tenant {company}"))),
+        "other_tenant" => {
             return Err(Failure::Permanent(
                 "this event id is recorded for another tenant".into(),
-            ));
+            ))
         }
-        tx.commit().await.map_err(db)?;
-        return Ok(Processed::Duplicate);
-    }
+        "duplicate" => Processed::Duplicate,
+        "skipped_stale" => Processed::Stale,
+        "completed" | "ignored" => fresh,
+        other => {
+            return Err(Failure::Permanent(format!(
+                "record_event answered {other:?}; the migrations and this binary disagree"
+            )))
+        }
+    };
     if let (Processed::Applied, Some(project)) = (outcome, project) {
         project(&tx, &Event { envelope, payload }).await?;
     }
     tx.commit().await.map_err(db)?;
     Ok(outcome)
-}
-
-/// Moves the object's version forward, or reports the event stale. One statement: the row
-/// lock on conflict orders concurrent events for the same object.
-async fn is_stale(
-    tx: &Tx<'_>,
-    company: &CompanyId,
-    envelope: &Envelope<'_>,
-) -> Result<bool, Failure> {
-    let meta = &envelope.meta;
-    let (Some(object_type), Some(object_id), Some(occurred_at)) =
-        (&meta.object_type, &meta.object_id, &meta.occurred_at)
-    else {
-        return Ok(false);
-    };
-    let moved = tx
-        .query_opt(
-            "INSERT INTO object_versions (company_id, provider, object_type, object_id, last_event_at, last_event_id)
-             VALUES ($1, $2, $3, $4, $5::text::timestamptz, $6)
-             ON CONFLICT (company_id, provider, object_type, object_id) DO UPDATE
-                SET last_event_at = EXCLUDED.last_event_at, last_event_id = EXCLUDED.last_event_id
-              WHERE object_versions.last_event_at <= EXCLUDED.last_event_at
-             RETURNING 1",
-            &[&company.as_str(), &&*meta.provider, object_type, object_id, occurred_at, &meta.event_id],
-        )
-        .await
-        .map_err(db)?;
-    Ok(moved.is_none())
 }
 
 #[cfg(test)]

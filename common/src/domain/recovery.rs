@@ -28,26 +28,33 @@ pub struct FailedPayment<'a> {
 /// Opens a case and its reminders, unless one is already open for the membership or this payment
 /// already opened one (replays). Returns the new case's id.
 pub async fn open_case(tx: &Tx<'_>, failed: &FailedPayment<'_>) -> Result<Option<i64>, Failure> {
-    let opened = tx
-        .query_opt(
+    // The insert and the settings read are independent: sent together, one round trip.
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+        &failed.provider,
+        &failed.membership,
+        &failed.payment,
+        &failed.amount,
+        &failed.currency,
+        &failed.failed_at,
+    ];
+    let opened = tx.query_opt(
             "INSERT INTO recovery_cases (company_id, provider, membership_external_id, opened_by_payment,
                  amount_at_risk, currency, opened_at)
              VALUES (get_current_company_id(), $1, $2, $3, $4, $5, $6::text::timestamptz)
              ON CONFLICT DO NOTHING
              RETURNING id",
-            &[&failed.provider, &failed.membership, &failed.payment, &failed.amount, &failed.currency, &failed.failed_at],
-        )
-        .await
-        .map_err(db)?;
+            &params,
+        );
+    let settings = tx.query_one(
+        "SELECT settings -> 'reminder_offsets_hours' FROM companies WHERE company_id = get_current_company_id()",
+        &[],
+    );
+    let (opened, settings) = tokio::try_join!(opened, settings).map_err(db)?;
     let Some(row) = opened else {
         return Ok(None);
     };
     let case_id: i64 = row.get(0);
-    let configured: Option<serde_json::Value> = tx
-        .query_one("SELECT settings -> 'reminder_offsets_hours' FROM companies WHERE company_id = get_current_company_id()", &[])
-        .await
-        .map_err(db)?
-        .get(0);
+    let configured: Option<serde_json::Value> = settings.get(0);
     let offsets: Vec<i32> = configured
         .and_then(|v| serde_json::from_value::<Vec<i32>>(v).ok())
         .filter(|o| !o.is_empty() && o.iter().all(|h| *h >= 0))
@@ -86,23 +93,18 @@ pub async fn close_case(
     };
     let closed = tx
         .query_opt(
-            "UPDATE recovery_cases SET status = $3, closed_at = $4::text::timestamptz, closed_by_payment = $5
-              WHERE company_id = get_current_company_id() AND provider = $1
-                AND membership_external_id = $2 AND status = 'open'
-              RETURNING id",
+            "WITH closed AS (
+                 UPDATE recovery_cases SET status = $3, closed_at = $4::text::timestamptz, closed_by_payment = $5
+                  WHERE company_id = get_current_company_id() AND provider = $1
+                    AND membership_external_id = $2 AND status = 'open'
+                  RETURNING id),
+             cancelled AS (
+                 UPDATE reminders SET status = 'cancelled'
+                  WHERE case_id IN (SELECT id FROM closed) AND status = 'pending')
+             SELECT id FROM closed",
             &[&provider, &membership, &status, &at, &payment],
         )
         .await
         .map_err(db)?;
-    let Some(row) = closed else {
-        return Ok(None);
-    };
-    let case_id: i64 = row.get(0);
-    tx.execute(
-        "UPDATE reminders SET status = 'cancelled' WHERE case_id = $1 AND status = 'pending'",
-        &[&case_id],
-    )
-    .await
-    .map_err(db)?;
-    Ok(Some(case_id))
+    Ok(closed.map(|row| row.get(0)))
 }

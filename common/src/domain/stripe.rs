@@ -165,15 +165,17 @@ fn invoice_payment_failed<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> Projectio
     Box::pin(async move {
         let invoice = object(event)?;
         let due = amount(invoice, "amount_due")?;
-        record_invoice(tx, event, false, due).await?;
         let Some(subscription) = invoice_subscription(invoice) else {
-            return Ok(()); // a one-off invoice: nothing to keep alive
+            // A one-off invoice: nothing to keep alive.
+            return record_invoice(tx, event, false, due).await;
         };
+        // Independent statements, sent together: one round trip.
+        let (_, status) = tokio::try_join!(
+            record_invoice(tx, event, false, due),
+            membership_status(tx, PROVIDER, subscription)
+        )?;
         // Unknown membership: its subscription event may simply not have arrived yet.
-        if membership_status(tx, PROVIDER, subscription)
-            .await?
-            .is_some_and(|s| ENDED.contains(&s.as_str()))
-        {
+        if status.is_some_and(|s| ENDED.contains(&s.as_str())) {
             return Ok(());
         }
         open_case(

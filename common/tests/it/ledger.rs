@@ -219,6 +219,51 @@ async fn an_unknown_tenant_is_permanent_and_writes_nothing() {
 }
 
 #[tokio::test]
+async fn an_event_id_another_tenant_already_recorded_is_permanent_and_writes_nothing() {
+    let db = setup().await;
+    db.admin()
+        .await
+        .batch_execute("INSERT INTO companies (company_id, name) VALUES ('co_other', 'Other')")
+        .await
+        .unwrap();
+    let mut app = inlet_common::db::Connection::from(db.app().await);
+    let first = envelope(
+        "evt_shared",
+        "customer.updated",
+        "2024-01-01T00:00:10Z",
+        COMPANY,
+    );
+    process(&mut app, &first, &projections(), &keys())
+        .await
+        .unwrap();
+    let mut forged = envelope(
+        "evt_shared",
+        "customer.updated",
+        "2024-01-01T00:00:20Z",
+        "co_other",
+    );
+    forged.meta.object_id = Some("cus_other".into());
+    let failure = process(&mut app, &forged, &projections(), &keys())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        failure,
+        Failure::Permanent("this event id is recorded for another tenant".into())
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM webhook_events").await, 1);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM object_versions WHERE company_id = 'co_other'"
+        )
+        .await,
+        0,
+        "the version check rolled back with the event"
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM projection_log").await, 1);
+}
+
+#[tokio::test]
 async fn a_projection_failure_rolls_back_the_whole_event() {
     let db = setup().await;
     let mut app = inlet_common::db::Connection::from(db.app().await);
