@@ -2,7 +2,10 @@
 //! local Lambda runtime. `main.rs` only parses arguments and dispatches.
 
 pub mod events;
+pub mod http;
+pub mod local;
 pub mod resources;
 pub mod runtime;
+pub mod send;
 pub mod sources;
 pub mod template;

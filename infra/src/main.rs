@@ -1,6 +1,7 @@
 //! `inlet`: the operator CLI.
 
-use inlet_infra::{events, resources, sources, template};
+use inlet_infra::local::output::Output;
+use inlet_infra::{events, local, resources, send, sources, template};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,11 +51,55 @@ enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
-    /// The local stack.
+    /// The local stack: with no subcommand, run the whole system from template.yaml.
     Local {
         #[command(subcommand)]
-        command: LocalCommand,
+        command: Option<LocalCommand>,
+        #[command(flatten)]
+        up: LocalArgs,
     },
+    /// Sign a payload with a source's secret in its provider's scheme and POST it.
+    Send {
+        /// stripe, clerk, whop, github, shopify, slack or standard.
+        provider: String,
+        #[arg(long)]
+        source: String,
+        /// The payload, sent byte for byte.
+        #[arg(long)]
+        file: PathBuf,
+        /// The gateway's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        url: String,
+        /// An extra header, e.g. `x-github-event: push` (repeatable).
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        #[arg(long, env = "SOURCES_TABLE", default_value = "SourcesTable")]
+        table: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct LocalArgs {
+    #[arg(long, default_value = "template.yaml")]
+    template: PathBuf,
+    /// The gateway's port on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 3000)]
+    port: u16,
+    /// Run release binaries, as deployed.
+    #[arg(long)]
+    release: bool,
+    /// Run the binaries already built in this directory; build nothing.
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Hide function logs (REPORT lines and errors stay).
+    #[arg(long)]
+    quiet: bool,
+    /// Show one function's lines only (its logical id).
+    #[arg(long)]
+    function: Option<String>,
+    /// Put before every queue and table name, to run beside another local stack.
+    #[arg(long, default_value = "")]
+    resource_prefix: String,
 }
 
 #[derive(Subcommand)]
@@ -68,6 +113,21 @@ enum EventsCommand {
 
 #[derive(Subcommand)]
 enum LocalCommand {
+    /// Invoke one function of the running stack now with an event file.
+    Invoke {
+        /// The function's logical id, e.g. ProcessEventsFunction.
+        function: String,
+        #[arg(long)]
+        event: PathBuf,
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        url: String,
+    },
+    /// Fire one function's schedule now on the running stack.
+    Trigger {
+        function: String,
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        url: String,
+    },
     /// Create template.yaml's tables and queues in the emulator (idempotent).
     Resources {
         #[arg(long, default_value = "template.yaml")]
@@ -164,8 +224,79 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Local { command: None, up } => {
+            local::run(local::Options {
+                template: up.template,
+                port: up.port,
+                release: up.release,
+                bin_dir: up.bin_dir,
+                resource_prefix: up.resource_prefix,
+                output: Output {
+                    quiet: up.quiet,
+                    only: up.function,
+                },
+            })
+            .await
+        }
         Command::Local {
-            command: LocalCommand::Resources { template },
+            command:
+                Some(LocalCommand::Invoke {
+                    function,
+                    event,
+                    url,
+                }),
+            ..
+        } => {
+            let body = std::fs::read(&event)
+                .with_context(|| format!("cannot read {}", event.display()))?;
+            control(&url, "invoke", &function, body).await
+        }
+        Command::Local {
+            command: Some(LocalCommand::Trigger { function, url }),
+            ..
+        } => control(&url, "trigger", &function, Vec::new()).await,
+        Command::Send {
+            provider,
+            source,
+            file,
+            url,
+            headers,
+            table,
+        } => {
+            let provider = inlet_common::providers::Provider::parse(&provider)
+                .ok_or_else(|| anyhow::anyhow!("unknown provider {provider}"))?;
+            let body =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let extra_headers = headers
+                .iter()
+                .map(|h| {
+                    h.split_once(':')
+                        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                        .ok_or_else(|| anyhow::anyhow!("--header {h:?}: expected NAME: VALUE"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let answer = send::run(send::Send {
+                provider,
+                source_id: source,
+                body,
+                base_url: url,
+                table,
+                extra_headers,
+            })
+            .await?;
+            println!(
+                "{} {}",
+                answer.status,
+                String::from_utf8_lossy(&answer.body)
+            );
+            if !(200..300).contains(&answer.status) {
+                bail!("the gateway answered {}", answer.status);
+            }
+            Ok(())
+        }
+        Command::Local {
+            command: Some(LocalCommand::Resources { template }),
+            ..
         } => {
             let template = template::Template::load(&template)?;
             let config = inlet_common::aws::sdk_config().await;
@@ -184,6 +315,22 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `inlet local invoke|trigger`: asks the running stack, prints the result and the REPORT line.
+async fn control(url: &str, action: &str, function: &str, body: Vec<u8>) -> anyhow::Result<()> {
+    let endpoint = format!("{}/_inlet/{action}/{function}", url.trim_end_matches('/'));
+    let answer = inlet_infra::http::post(&endpoint, &[], bytes::Bytes::from(body)).await?;
+    if answer.status != 200 {
+        bail!("{}", String::from_utf8_lossy(&answer.body));
+    }
+    let result: serde_json::Value = serde_json::from_slice(&answer.body)?;
+    println!("{}", serde_json::to_string_pretty(&result["payload"])?);
+    println!("{}", result["report"].as_str().unwrap_or_default());
+    if let Some(error) = result["functionError"].as_str() {
+        bail!("{function} failed: {error}");
+    }
+    Ok(())
 }
 
 async fn status(database_url: &str) -> anyhow::Result<()> {

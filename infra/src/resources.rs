@@ -27,17 +27,19 @@ pub async fn create_all(
 ) -> anyhow::Result<Vec<LocalResource>> {
     let mut created = Vec::new();
     for (id, resource) in template.of_kind("AWS::DynamoDB::Table") {
-        create_table(dynamodb, id, &resource.properties).await?;
+        let name = template.local_name(id);
+        create_table(dynamodb, &name, &resource.properties).await?;
         created.push(LocalResource {
             logical_id: id.clone(),
             kind: "table",
-            address: id.clone(),
+            address: name,
         });
     }
     // Queues first without redrive (a DLQ must exist before a queue names it), then redrive.
     let queues: Vec<_> = template.of_kind("AWS::SQS::Queue").collect();
     for (id, resource) in &queues {
-        let url = upsert_queue(sqs, id, &queue_attributes(id, &resource.properties)?).await?;
+        let name = template.local_name(id);
+        let url = upsert_queue(sqs, &name, &queue_attributes(id, &resource.properties)?).await?;
         created.push(LocalResource {
             logical_id: (*id).clone(),
             kind: "queue",
@@ -56,7 +58,7 @@ pub async fn create_all(
                 .unwrap_or_else(|| "5".to_owned());
             let policy =
                 serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": max}).to_string();
-            let url = queue_url(sqs, id).await?;
+            let url = queue_url(sqs, &template.local_name(id)).await?;
             sqs.set_queue_attributes()
                 .queue_url(url)
                 .attributes(QueueAttributeName::RedrivePolicy, policy)

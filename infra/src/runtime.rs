@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -53,6 +53,8 @@ struct Shared {
     in_flight: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
     init_error: Mutex<Option<(String, Bytes)>>,
     counter: AtomicU64,
+    /// When the runtime first asked for work: the end of its init phase.
+    first_poll: Mutex<Option<Instant>>,
 }
 
 /// One function's Runtime API endpoint.
@@ -86,6 +88,7 @@ impl RuntimeApi {
             in_flight: Mutex::default(),
             init_error: Mutex::default(),
             counter: AtomicU64::new(0),
+            first_poll: Mutex::default(),
         });
         let server_shared = shared.clone();
         let server = tokio::spawn(async move {
@@ -115,9 +118,20 @@ impl RuntimeApi {
         self.address.to_string()
     }
 
+    /// When the runtime first called `/invocation/next` (its init phase ended), if it has.
+    pub fn first_poll(&self) -> Option<Instant> {
+        *lock(&self.shared.first_poll)
+    }
+
     /// The error the function reported at `/init/error`, if any: (type, body).
     pub fn init_error(&self) -> Option<(String, Bytes)> {
         lock(&self.shared.init_error).clone()
+    }
+
+    /// A new request id, in the shape Lambda's have.
+    pub fn new_request_id(&self) -> String {
+        let n = self.shared.counter.fetch_add(1, Ordering::Relaxed);
+        format!("{:08x}-0000-4000-8000-{:012x}", now_ms() as u32, n)
     }
 
     /// Queues one invocation and waits for its outcome, at most `timeout`.
@@ -126,8 +140,19 @@ impl RuntimeApi {
         payload: Bytes,
         timeout: Duration,
     ) -> Result<(String, Outcome), InvokeError> {
-        let n = self.shared.counter.fetch_add(1, Ordering::Relaxed);
-        let request_id = format!("{:08x}-0000-4000-8000-{:012x}", now_ms() as u32, n);
+        let request_id = self.new_request_id();
+        let outcome = self.invoke_as(request_id.clone(), payload, timeout).await?;
+        Ok((request_id, outcome))
+    }
+
+    /// As [`RuntimeApi::invoke`], with the caller's request id.
+    pub async fn invoke_as(
+        &self,
+        request_id: String,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Outcome, InvokeError> {
+        let n = self.shared.counter.load(Ordering::Relaxed);
         let trace_id = format!(
             "Root=1-{:08x}-{:024x};Parent={:016x};Sampled=0",
             now_ms() / 1000,
@@ -144,7 +169,7 @@ impl RuntimeApi {
         });
         self.shared.arrived.notify_one();
         match tokio::time::timeout(timeout, outcome).await {
-            Ok(Ok(outcome)) => Ok((request_id, outcome)),
+            Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(_)) => Err(InvokeError::Exited),
             Err(_) => {
                 lock(&self.shared.in_flight).remove(&request_id);
@@ -229,6 +254,7 @@ async fn read_body(request: Request<Incoming>) -> Bytes {
 
 /// Long-polls until an invocation is queued, then hands it to the runtime with Lambda's headers.
 async fn next(shared: &Shared) -> Response<Full<Bytes>> {
+    lock(&shared.first_poll).get_or_insert_with(Instant::now);
     loop {
         let notified = shared.arrived.notified();
         let pending = lock(&shared.pending).pop_front();
@@ -262,13 +288,14 @@ pub struct FunctionProcess {
 }
 
 impl FunctionProcess {
-    pub fn spawn(
+    /// The command that runs `binary` as the function: Lambda's variables, then `environment`.
+    pub fn command(
         binary: &Path,
         api: &RuntimeApi,
         function_name: &str,
         memory_mb: u32,
         environment: &[(String, String)],
-    ) -> std::io::Result<FunctionProcess> {
+    ) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(binary);
         command
             .env("AWS_LAMBDA_RUNTIME_API", api.address())
@@ -284,8 +311,18 @@ impl FunctionProcess {
         for (key, value) in environment {
             command.env(key, value);
         }
+        command
+    }
+
+    pub fn spawn(
+        binary: &Path,
+        api: &RuntimeApi,
+        function_name: &str,
+        memory_mb: u32,
+        environment: &[(String, String)],
+    ) -> std::io::Result<FunctionProcess> {
         Ok(FunctionProcess {
-            child: command.spawn()?,
+            child: Self::command(binary, api, function_name, memory_mb, environment).spawn()?,
         })
     }
 }

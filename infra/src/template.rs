@@ -16,6 +16,8 @@ pub struct Template {
     pub resources: BTreeMap<String, Resource>,
     /// The whole document, for sections the local stack reads as they are (Globals, Parameters).
     pub document: Value,
+    /// Put before every local resource name, so two local stacks can share one emulator.
+    pub prefix: String,
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +60,7 @@ impl Template {
         Ok(Template {
             resources,
             document: doc,
+            prefix: String::new(),
         })
     }
 
@@ -91,14 +94,20 @@ impl Template {
         self.resources.iter().filter(move |(_, r)| r.kind == kind)
     }
 
+    /// A queue's or table's name in the emulator: its logical id, after the prefix.
+    pub fn local_name(&self, id: &str) -> String {
+        format!("{}{id}", self.prefix)
+    }
+
     /// The local ARN of a queue or table resource.
     pub fn local_arn(&self, id: &str) -> anyhow::Result<String> {
+        let name = self.local_name(id);
         match self.resources.get(id).map(|r| r.kind.as_str()) {
             Some("AWS::SQS::Queue") => {
-                Ok(format!("arn:aws:sqs:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{id}"))
+                Ok(format!("arn:aws:sqs:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{name}"))
             }
             Some("AWS::DynamoDB::Table") => Ok(format!(
-                "arn:aws:dynamodb:{LOCAL_REGION}:{LOCAL_ACCOUNT}:table/{id}"
+                "arn:aws:dynamodb:{LOCAL_REGION}:{LOCAL_ACCOUNT}:table/{name}"
             )),
             Some(kind) => {
                 bail!("GetAtt {id}.Arn: resources of type {kind} are not supported locally")

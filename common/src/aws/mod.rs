@@ -67,6 +67,11 @@ pub async fn sdk_config() -> SdkConfig {
 }
 
 /// An SDK error as one line with its causes (service message, request id): never item values.
+pub fn describe_error<E: std::error::Error>(error: &E) -> String {
+    describe(error)
+}
+
+/// An SDK error as one line with its causes (service message, request id): never item values.
 pub(crate) fn describe<E: std::error::Error>(error: &E) -> String {
     aws_sdk_dynamodb::error::DisplayErrorContext(error).to_string()
 }

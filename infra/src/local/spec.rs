@@ -1,0 +1,520 @@
+//! What the local stack runs, read from template.yaml: each function's binary, settings,
+//! environment (intrinsics resolved to local names, URLs and ARNs) and event sources.
+//!
+//! Anything the local stack cannot honour is an error naming the resource and the property:
+//! silently skipping an event source would make the local system differ from the deployed one.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use serde_norway::Value;
+
+use crate::template::{scalar, Template, LOCAL_ACCOUNT, LOCAL_REGION};
+
+/// Where the local stack's AWS names point.
+#[derive(Debug, Clone)]
+pub struct Locals {
+    /// The emulator's endpoint (queue URLs are built on it).
+    pub endpoint: String,
+    /// Values for variables the template fills from Secrets Manager
+    /// (`{{resolve:secretsmanager:...}}`), by variable name: DATABASE_URL, INLET_KEYS.
+    pub secrets: BTreeMap<String, String>,
+    /// Parameter values that override the template's defaults.
+    pub parameters: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRoute {
+    pub method: String,
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqsSource {
+    /// The queue's local name (its logical id after the stack's prefix).
+    pub queue: String,
+    pub batch_size: u32,
+    pub window: Duration,
+    pub max_concurrency: u32,
+    pub report_failures: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleSource {
+    /// The event's name in the template.
+    pub name: String,
+    /// `rate(...)` or `cron(...)`.
+    pub expression: String,
+    /// ScheduleV2's Input (JSON text), passed to the function as it is.
+    pub input: Option<String>,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct FunctionSpec {
+    /// The logical id, e.g. `WebhookStripeFunction`.
+    pub id: String,
+    /// The cargo binary, from `Metadata.BuildProperties.Binary`.
+    pub binary: String,
+    pub timeout: Duration,
+    pub memory_mb: u32,
+    pub environment: Vec<(String, String)>,
+    pub http: Vec<HttpRoute>,
+    pub sqs: Vec<SqsSource>,
+    pub schedules: Vec<ScheduleSource>,
+}
+
+/// Lambda's default when a SQS event source sets no ScalingConfig is far above what a laptop
+/// needs; locally it is capped here.
+const DEFAULT_LOCAL_CONCURRENCY: u32 = 5;
+
+/// The URL of the queue named `queue` (its local name) in the emulator.
+pub fn queue_url(locals: &Locals, queue: &str) -> String {
+    format!(
+        "{}/{LOCAL_ACCOUNT}/{queue}",
+        locals.endpoint.trim_end_matches('/')
+    )
+}
+
+pub fn queue_arn(queue: &str) -> String {
+    format!("arn:aws:sqs:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{queue}")
+}
+
+struct Resolver<'a> {
+    template: &'a Template,
+    locals: &'a Locals,
+}
+
+impl Resolver<'_> {
+    fn parameter(&self, name: &str) -> Option<String> {
+        self.locals
+            .parameters
+            .get(name)
+            .cloned()
+            .or_else(|| self.template.parameter_default(name))
+    }
+
+    /// `Ref` of a parameter, a pseudo parameter or a resource, as CloudFormation returns it.
+    fn reference(&self, name: &str) -> anyhow::Result<String> {
+        match name {
+            "AWS::Region" => return Ok(LOCAL_REGION.to_owned()),
+            "AWS::AccountId" => return Ok(LOCAL_ACCOUNT.to_owned()),
+            "AWS::URLSuffix" => return Ok("amazonaws.com".to_owned()),
+            "AWS::StackName" => return Ok("inlet-local".to_owned()),
+            "AWS::Partition" => return Ok("aws".to_owned()),
+            _ => {}
+        }
+        if let Some(value) = self.parameter(name) {
+            return Ok(value);
+        }
+        if self
+            .template
+            .document
+            .get("Parameters")
+            .and_then(|p| p.get(name))
+            .is_some()
+        {
+            // A secret ARN parameter has no default: only a dynamic reference may use it.
+            return Ok(format!("${{{name}}}"));
+        }
+        match self.template.resources.get(name).map(|r| r.kind.as_str()) {
+            Some("AWS::SQS::Queue") => Ok(queue_url(self.locals, &self.template.local_name(name))),
+            Some("AWS::DynamoDB::Table") => Ok(self.template.local_name(name)),
+            Some(kind) => bail!("Ref {name}: resources of type {kind} have no local value"),
+            None => bail!("Ref {name}: no such parameter or resource"),
+        }
+    }
+
+    fn attribute(&self, target: &str) -> anyhow::Result<String> {
+        match target.split_once('.') {
+            Some((id, "Arn")) => self.template.local_arn(id),
+            Some((id, "QueueName")) if self.is_queue(id) => Ok(self.template.local_name(id)),
+            Some((id, "QueueUrl")) if self.is_queue(id) => {
+                Ok(queue_url(self.locals, &self.template.local_name(id)))
+            }
+            _ => bail!("GetAtt {target} is not supported locally"),
+        }
+    }
+
+    fn is_queue(&self, id: &str) -> bool {
+        self.template
+            .resources
+            .get(id)
+            .is_some_and(|r| r.kind == "AWS::SQS::Queue")
+    }
+
+    /// `Fn::Sub` with `${Name}` and `${Resource.Attribute}`.
+    fn substitute(&self, text: &str) -> anyhow::Result<String> {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let end = after
+                .find('}')
+                .ok_or_else(|| anyhow!("Sub {text:?}: unclosed ${{"))?;
+            let name = &after[..end];
+            if let Some(literal) = name.strip_prefix('!') {
+                out.push_str("${");
+                out.push_str(literal);
+                out.push('}');
+            } else if name.contains('.') {
+                out.push_str(&self.attribute(name)?);
+            } else {
+                out.push_str(&self.reference(name)?);
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    /// A scalar property with its intrinsics resolved.
+    fn value(&self, value: &Value) -> anyhow::Result<String> {
+        if let Some(text) = scalar(value) {
+            return Ok(text);
+        }
+        match value {
+            Value::Tagged(tagged) => {
+                let tag = tagged.tag.to_string();
+                let tag = tag.trim_start_matches('!');
+                match (tag, &tagged.value) {
+                    ("Ref", Value::String(name)) => self.reference(name),
+                    ("GetAtt", Value::String(target)) => self.attribute(target),
+                    ("Sub", Value::String(text)) => self.substitute(text),
+                    _ => bail!("the intrinsic !{tag} is not supported locally"),
+                }
+            }
+            Value::Mapping(map) if map.len() == 1 => {
+                let (key, inner) = map.iter().next().ok_or_else(|| anyhow!("empty mapping"))?;
+                match (key.as_str(), inner) {
+                    (Some("Ref"), Value::String(name)) => self.reference(name),
+                    (Some("Fn::Sub"), Value::String(text)) => self.substitute(text),
+                    (Some("Fn::GetAtt"), Value::Sequence(parts)) => {
+                        let parts: Vec<&str> = parts.iter().filter_map(Value::as_str).collect();
+                        self.attribute(&parts.join("."))
+                    }
+                    (Some(other), _) => bail!("the intrinsic {other} is not supported locally"),
+                    (None, _) => bail!("a mapping is not a value"),
+                }
+            }
+            _ => bail!("a list or mapping is not a value"),
+        }
+    }
+}
+
+/// `{{resolve:secretsmanager:...}}`: the deployed stack reads these from Secrets Manager.
+fn is_secret_reference(value: &str) -> bool {
+    value.starts_with("{{resolve:secretsmanager:")
+}
+
+fn variables(value: Option<&Value>) -> impl Iterator<Item = (&Value, &Value)> {
+    value
+        .and_then(|e| e.get("Variables"))
+        .and_then(Value::as_mapping)
+        .into_iter()
+        .flatten()
+}
+
+fn number(value: Option<&Value>, what: &str, default: u64) -> anyhow::Result<u64> {
+    match value {
+        None => Ok(default),
+        Some(v) => scalar(v)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| anyhow!("{what} must be a number")),
+    }
+}
+
+fn event_sources(
+    resolver: &Resolver<'_>,
+    id: &str,
+    events: Option<&Value>,
+    spec: &mut FunctionSpec,
+) -> anyhow::Result<()> {
+    let Some(events) = events.and_then(Value::as_mapping) else {
+        return Ok(());
+    };
+    for (name, event) in events {
+        let name = name.as_str().unwrap_or_default();
+        let kind = event
+            .get("Type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let properties = event.get("Properties");
+        let property = |p: &str| properties.and_then(|props| props.get(p));
+        let context = |p: &str| format!("{id}.Events.{name}.Properties.{p}");
+        match kind {
+            "HttpApi" => {
+                let method = property("Method")
+                    .and_then(scalar)
+                    .unwrap_or_else(|| "ANY".into());
+                let path = property("Path")
+                    .and_then(scalar)
+                    .ok_or_else(|| anyhow!("{} is required locally", context("Path")))?;
+                spec.http.push(HttpRoute {
+                    method: method.to_uppercase(),
+                    path,
+                });
+            }
+            "SQS" => {
+                let queue_arn = property("Queue")
+                    .ok_or_else(|| anyhow!("{} is required", context("Queue")))
+                    .and_then(|q| resolver.value(q).with_context(|| context("Queue")))?;
+                let queue = queue_arn
+                    .rsplit(':')
+                    .next()
+                    .filter(|q| {
+                        q.strip_prefix(resolver.template.prefix.as_str())
+                            .is_some_and(|id| resolver.is_queue(id))
+                    })
+                    .ok_or_else(|| {
+                        anyhow!("{}: {queue_arn} is not a queue of this template", context("Queue"))
+                    })?
+                    .to_owned();
+                let batch_size = number(property("BatchSize"), &context("BatchSize"), 10)?;
+                if !(1..=10).contains(&batch_size) {
+                    bail!("{}: locally 1 to 10 (one ReceiveMessage call)", context("BatchSize"));
+                }
+                let window = number(
+                    property("MaximumBatchingWindowInSeconds"),
+                    &context("MaximumBatchingWindowInSeconds"),
+                    0,
+                )?;
+                let max_concurrency = number(
+                    property("ScalingConfig").and_then(|s| s.get("MaximumConcurrency")),
+                    &context("ScalingConfig.MaximumConcurrency"),
+                    u64::from(DEFAULT_LOCAL_CONCURRENCY),
+                )?;
+                let report_failures = property("FunctionResponseTypes")
+                    .and_then(Value::as_sequence)
+                    .is_some_and(|types| {
+                        types
+                            .iter()
+                            .any(|t| t.as_str() == Some("ReportBatchItemFailures"))
+                    });
+                spec.sqs.push(SqsSource {
+                    queue,
+                    batch_size: batch_size as u32,
+                    window: Duration::from_secs(window),
+                    max_concurrency: u32::try_from(max_concurrency.clamp(1, 100)).unwrap_or(1),
+                    report_failures,
+                });
+            }
+            "Schedule" | "ScheduleV2" => {
+                let expression = property("Schedule")
+                    .or_else(|| property("ScheduleExpression"))
+                    .and_then(scalar)
+                    .ok_or_else(|| anyhow!("{} is required", context("Schedule")))?;
+                super::schedule::Schedule::parse(&expression)
+                    .with_context(|| context("Schedule"))?;
+                let enabled = match (property("Enabled"), property("State")) {
+                    (Some(Value::Bool(false)), _) => false,
+                    (_, Some(state)) => scalar(state).as_deref() != Some("DISABLED"),
+                    _ => true,
+                };
+                let input = property("Input").and_then(scalar);
+                if let Some(input) = &input {
+                    serde_json::from_str::<serde_json::Value>(input)
+                        .with_context(|| format!("{} is not JSON", context("Input")))?;
+                }
+                spec.schedules.push(ScheduleSource {
+                    name: name.to_owned(),
+                    expression,
+                    input,
+                    enabled,
+                });
+            }
+            other => bail!("{id}.Events.{name}: event type {other:?} is not supported locally (HttpApi, SQS, Schedule, ScheduleV2 are)"),
+        }
+    }
+    Ok(())
+}
+
+/// Every function of the template, ready to run locally.
+pub fn functions(template: &Template, locals: &Locals) -> anyhow::Result<Vec<FunctionSpec>> {
+    let resolver = Resolver { template, locals };
+    let globals = template
+        .document
+        .get("Globals")
+        .and_then(|g| g.get("Function"));
+    let mut specs = Vec::new();
+    for (id, resource) in template.of_kind("AWS::Serverless::Function") {
+        let body = template
+            .document
+            .get("Resources")
+            .and_then(|r| r.get(id.as_str()));
+        let binary = body
+            .and_then(|b| b.get("Metadata"))
+            .and_then(|m| m.get("BuildProperties"))
+            .and_then(|p| p.get("Binary"))
+            .and_then(scalar)
+            .ok_or_else(|| anyhow!("{id}.Metadata.BuildProperties.Binary names no binary"))?;
+        let timeout = number(
+            template.function_property(id, "Timeout").as_ref(),
+            &format!("{id}.Timeout"),
+            3,
+        )?;
+        let memory_mb = number(
+            template.function_property(id, "MemorySize").as_ref(),
+            &format!("{id}.MemorySize"),
+            128,
+        )?;
+        let mut environment = BTreeMap::new();
+        let own = resource.properties.get("Environment");
+        for (name, value) in
+            variables(globals.and_then(|g| g.get("Environment"))).chain(variables(own))
+        {
+            let name = name
+                .as_str()
+                .ok_or_else(|| anyhow!("{id}.Environment: a variable name is not text"))?;
+            let resolved = resolver
+                .value(value)
+                .with_context(|| format!("{id}.Environment.Variables.{name}"))?;
+            let resolved = if is_secret_reference(&resolved) {
+                locals.secrets.get(name).cloned().ok_or_else(|| {
+                    anyhow!("{id}.Environment.Variables.{name} comes from Secrets Manager when deployed; locally set {name} (make services writes it to .local/env)")
+                })?
+            } else {
+                resolved
+            };
+            environment.insert(name.to_owned(), resolved);
+        }
+        let mut spec = FunctionSpec {
+            id: id.clone(),
+            binary,
+            timeout: Duration::from_secs(timeout.clamp(1, 900)),
+            memory_mb: u32::try_from(memory_mb).unwrap_or(128),
+            environment: environment.into_iter().collect(),
+            http: Vec::new(),
+            sqs: Vec::new(),
+            schedules: Vec::new(),
+        };
+        event_sources(&resolver, id, resource.properties.get("Events"), &mut spec)?;
+        specs.push(spec);
+    }
+    Ok(specs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn locals() -> Locals {
+        Locals {
+            endpoint: "http://127.0.0.1:5000".into(),
+            secrets: BTreeMap::from([
+                ("DATABASE_URL".into(), "postgres://app@db/inlet".into()),
+                ("INLET_KEYS".into(), "k:AAAA".into()),
+            ]),
+            parameters: BTreeMap::new(),
+        }
+    }
+
+    fn repository_template() -> Template {
+        Template::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"))
+            .unwrap()
+    }
+
+    #[test]
+    fn the_repository_template_runs_locally_with_every_source_and_variable_resolved() {
+        let specs = functions(&repository_template(), &locals()).unwrap();
+        let stripe = specs
+            .iter()
+            .find(|s| s.id == "WebhookStripeFunction")
+            .unwrap();
+        assert_eq!(stripe.binary, "webhook-stripe");
+        assert_eq!(
+            stripe.http,
+            [HttpRoute {
+                method: "POST".into(),
+                path: "/webhooks/stripe/{source_id}".into()
+            }]
+        );
+        let env: BTreeMap<_, _> = stripe.environment.iter().cloned().collect();
+        assert_eq!(
+            env["EVENTS_QUEUE_URL"],
+            "http://127.0.0.1:5000/123456789012/EventsQueue"
+        );
+        assert_eq!(env["SOURCES_TABLE"], "SourcesTable");
+        assert_eq!(env["INLET_ENV"], "dev", "Stage's default");
+        assert_eq!(
+            env["INLET_KEYS"], "k:AAAA",
+            "the secret comes from the local value"
+        );
+
+        let process = specs
+            .iter()
+            .find(|s| s.id == "ProcessEventsFunction")
+            .unwrap();
+        assert_eq!(
+            process.sqs,
+            [SqsSource {
+                queue: "EventsQueue".into(),
+                batch_size: 10,
+                window: Duration::from_secs(1),
+                max_concurrency: 10,
+                report_failures: true
+            }]
+        );
+        let env: BTreeMap<_, _> = process.environment.iter().cloned().collect();
+        assert_eq!(env["DATABASE_URL"], "postgres://app@db/inlet");
+        assert_eq!(
+            env["EVENTS_DLQ_URL"],
+            "http://127.0.0.1:5000/123456789012/EventsDLQ"
+        );
+        assert_eq!(process.timeout, Duration::from_secs(10));
+    }
+
+    const HEAD: &str = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n  F:\n    Type: AWS::Serverless::Function\n    Metadata:\n      BuildProperties:\n        Binary: f\n    Properties:\n";
+
+    fn error_of(properties: &str) -> String {
+        let template = Template::parse(&format!("{HEAD}{properties}")).unwrap();
+        format!("{:#}", functions(&template, &locals()).unwrap_err())
+    }
+
+    #[test]
+    fn an_unsupported_event_type_or_intrinsic_is_an_error_naming_resource_and_property() {
+        let error = error_of("      Events:\n        Up:\n          Type: S3\n");
+        assert!(
+            error.contains("F.Events.Up") && error.contains("S3"),
+            "{error}"
+        );
+        let error = error_of(
+            "      Environment:\n        Variables:\n          X: !Join [\",\", [a, b]]\n",
+        );
+        assert!(
+            error.contains("F.Environment.Variables.X") && error.contains("Join"),
+            "{error}"
+        );
+        let error = error_of("      Environment:\n        Variables:\n          X: !Ref Nope\n");
+        assert!(error.contains("Ref Nope"), "{error}");
+        let error = error_of("      Environment:\n        Variables:\n          X: !Sub \"{{resolve:secretsmanager:arn}}\"\n");
+        assert!(error.contains("locally set X"), "{error}");
+        let error = error_of("      Events:\n        Tick:\n          Type: Schedule\n          Properties:\n            Schedule: every minute\n");
+        assert!(
+            error.contains("F.Events.Tick.Properties.Schedule"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn schedules_and_sub_with_attributes_resolve() {
+        let template = Template::parse(&format!(
+            "{HEAD}      Environment:\n        Variables:\n          ARN: !Sub \"${{Q.Arn}}/${{AWS::Region}}/${{!Literal}}\"\n          NAME: !GetAtt Q.QueueName\n      Events:\n        Tick:\n          Type: ScheduleV2\n          Properties:\n            ScheduleExpression: rate(1 minute)\n            Input: '{{\"job\":\"digest\"}}'\n"
+        ))
+        .unwrap();
+        let specs = functions(&template, &locals()).unwrap();
+        let env: BTreeMap<_, _> = specs[0].environment.iter().cloned().collect();
+        assert_eq!(
+            env["ARN"],
+            "arn:aws:sqs:us-east-1:123456789012:Q/us-east-1/${Literal}"
+        );
+        assert_eq!(env["NAME"], "Q");
+        assert_eq!(
+            specs[0].schedules[0].input.as_deref(),
+            Some(r#"{"job":"digest"}"#)
+        );
+        assert_eq!(specs[0].timeout, Duration::from_secs(3), "Lambda's default");
+    }
+}
