@@ -3,8 +3,8 @@ SCRIPTS := infra/scripts
 
 .PHONY: run test services services-stop services-status reset migrate check-template
 
-run:            ## start local services, apply migrations, show what runs
-	@$(SCRIPTS)/run.sh
+run:            ## the whole system locally: services, migrations, demo sources, `inlet local` on :3000
+	@ARGS="$(ARGS)" $(SCRIPTS)/run.sh
 
 test:           ## fmt, clippy, every test against real Postgres + moto, template checks
 	@$(SCRIPTS)/test.sh

@@ -1,27 +1,48 @@
 #!/usr/bin/env bash
-# `make run`: the local system. Today: services, migrations and the tenancy audit; the local
-# cloud (functions under a Lambda runtime emulator, HTTP gateway, SQS and schedules) extends it.
+# `make run`: the whole system on this machine, as deployed, without Docker. Starts Postgres and
+# moto (unless already running), applies migrations, seeds the demo company and one demo source
+# per provider, then runs `inlet local`: every function of template.yaml as a real Lambda
+# process, the HTTP gateway on 127.0.0.1:3000, SQS event sources and schedules.
+# Ctrl-C stops the stack, then the services this script started.
+# Extra flags for `inlet local` (e.g. --release, --quiet, --port 3001): make run ARGS="..."
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 
-"$REPO_ROOT/infra/scripts/services.sh" up
+services="$REPO_ROOT/infra/scripts/services.sh"
+started_services=0
+if ! "$services" status >/dev/null 2>&1; then
+    started_services=1
+fi
+"$services" up
+stop_services() {
+    if [[ $started_services -eq 1 ]]; then
+        "$services" down || true
+    fi
+}
+trap stop_services EXIT
 # shellcheck disable=SC1091
 . "$LOCAL_DIR/env"
-cargo build --quiet -p inlet-infra --bin inlet
+cargo build --quiet --workspace --bins
 inlet="$REPO_ROOT/target/debug/inlet"
 "$inlet" migrate --dir migrations
 "$inlet" db audit
 "$inlet" db seed-demo
 "$inlet" status
-"$inlet" local resources --template template.yaml
-echo "demo sources (local only):"
-"$inlet" sources seed-demo
+"$inlet" local resources --template template.yaml >/dev/null
+mkdir -p "$LOCAL_DIR"
+# The demo sources' URLs and secrets: local only, shown once here and kept in .local/.
+"$inlet" sources seed-demo | tee "$LOCAL_DIR/demo-sources.txt"
 cat <<TXT
 
-Inlet's local services are running:
-  Postgres   $DATABASE_URL   (application role; owner: $DATABASE_ADMIN_URL)
-  SQS/DynamoDB (moto)   $AWS_ENDPOINT_URL
-Use them from a shell:   . .local/env
-Stop them:               make services-stop
+Send a signed event (another shell):
+  . .local/env && target/debug/inlet send stripe --source demo_stripe --file events/payloads/stripe-invoice-payment-failed.json
+Invoke one function:   target/debug/inlet local invoke WebhookStripeFunction --event events/webhook-stripe.json
+Postgres: $DATABASE_URL    moto: $AWS_ENDPOINT_URL
 TXT
+# Not exec: the trap must run after Ctrl-C to stop the services started here.
+"$inlet" local --template template.yaml --bin-dir "$REPO_ROOT/target/debug" ${ARGS:-} &
+stack=$!
+trap 'kill -TERM $stack 2>/dev/null || true' INT TERM
+wait $stack || true
+wait $stack 2>/dev/null || true

@@ -12,6 +12,15 @@ pub struct Answer {
 }
 
 pub async fn post(url: &str, headers: &[(String, String)], body: Bytes) -> anyhow::Result<Answer> {
+    request("POST", url, headers, body).await
+}
+
+pub async fn request(
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+    body: Bytes,
+) -> anyhow::Result<Answer> {
     let uri: hyper::Uri = url.parse().with_context(|| format!("{url} is not a URL"))?;
     if uri.scheme_str() != Some("http") {
         bail!("{url}: only http:// URLs (the local gateway) are supported");
@@ -24,7 +33,9 @@ pub async fn post(url: &str, headers: &[(String, String)], body: Bytes) -> anyho
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(connection);
-    let mut request = hyper::Request::post(uri.path_and_query().map_or("/", |p| p.as_str()))
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(uri.path_and_query().map_or("/", |p| p.as_str()))
         .header("host", format!("{host}:{port}"))
         .header("content-length", body.len());
     for (name, value) in headers {

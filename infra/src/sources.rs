@@ -302,7 +302,10 @@ pub async fn run(args: SourcesArgs) -> anyhow::Result<()> {
             }
             for source in demo::demo_sources() {
                 store.put(&source).await.context("seeding demo sources")?;
-                println!("{:<18} {}", source.source_id, url(&source));
+                // Fixed, local-only demo secrets (never valid in production): shown so a
+                // provider's CLI or a hand-written sender can sign for these sources.
+                let secret = source.secrets.first().map_or("", |s| s.secret.expose());
+                println!("{:<14} {:<56} secret {secret}", source.source_id, url(&source));
             }
         }
     }

@@ -1,0 +1,470 @@
+//! `inlet local` end to end: the real CLI runs a stack from a template, with real function
+//! binaries, against Postgres and moto. Each test's stack names its queues and tables with a
+//! prefix of its own, so it can run beside `make run` and the other tests.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use inlet_common::aws::DynamoSources;
+use inlet_common::crypto::KeyRing;
+use inlet_common::intake::demo;
+use inlet_common::testing::TestDb;
+use inlet_infra::http;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+/// Builds every binary (a no-op when fresh; the command `make test` runs first).
+fn bin_dir() -> PathBuf {
+    let status =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--quiet", "--workspace", "--bins"])
+            .status()
+            .expect("run cargo build");
+    assert!(status.success(), "building the binaries failed");
+    Path::new(env!("CARGO_BIN_EXE_inlet"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn unique_prefix(tag: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{tag}{}x{nanos}_", std::process::id())
+}
+
+struct Stack {
+    child: tokio::process::Child,
+    url: String,
+    prefix: String,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Stack {
+    async fn start(template: &Path, prefix: &str, env: &[(&str, String)]) -> Stack {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_inlet"));
+        command
+            .args([
+                "local",
+                "--port",
+                "0",
+                "--resource-prefix",
+                prefix,
+                "--template",
+            ])
+            .arg(template)
+            .arg("--bin-dir")
+            .arg(bin_dir())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start inlet local");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let lines = lines.clone();
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(stream).lines();
+                while let Ok(Some(line)) = reader.next_line().await {
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        let mut stack = Stack {
+            child,
+            url: String::new(),
+            prefix: prefix.to_owned(),
+            lines,
+        };
+        let ready = stack
+            .wait_for(Duration::from_secs(60), |l| {
+                l.contains("ready: gateway on ")
+            })
+            .await;
+        stack.url = ready
+            .rsplit_once("gateway on ")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .unwrap()
+            .to_owned();
+        stack
+    }
+
+    /// The first output line matching `found`, waiting up to `limit`.
+    async fn wait_for(&self, limit: Duration, found: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(line) = self.lines.lock().unwrap().iter().find(|l| found(l)) {
+                return line.clone();
+            }
+            assert!(
+                start.elapsed() < limit,
+                "not seen within {limit:?}; output so far:\n{}",
+                self.lines.lock().unwrap().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn output(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    async fn get(&self, path: &str) -> http::Answer {
+        http::request("GET", &format!("{}{path}", self.url), &[], Bytes::new())
+            .await
+            .unwrap()
+    }
+
+    fn queue_url(&self, queue: &str) -> String {
+        format!(
+            "{}/123456789012/{}{queue}",
+            std::env::var("AWS_ENDPOINT_URL").unwrap(),
+            self.prefix
+        )
+    }
+
+    /// Runs the CLI against this stack; returns (success, stdout + stderr).
+    async fn cli(&self, args: &[&str]) -> (bool, String) {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_inlet"))
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        (
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    }
+}
+
+async fn until<T>(limit: Duration, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "condition not met within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn count(db: &TestDb, sql: &str) -> i64 {
+    db.admin().await.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+fn sample_body(name: &str) -> Vec<u8> {
+    let event: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo(&format!("events/{name}.json"))).unwrap(),
+    )
+    .unwrap();
+    event["body"].as_str().unwrap().as_bytes().to_vec()
+}
+
+#[tokio::test]
+async fn signed_webhooks_flow_through_gateway_queue_and_consumer_into_postgres() {
+    let db = TestDb::create().await;
+    db.admin()
+        .await
+        .execute(
+            "INSERT INTO companies (company_id, name) VALUES ($1, 'Demo')",
+            &[&demo::DEMO_COMPANY],
+        )
+        .await
+        .unwrap();
+    let prefix = unique_prefix("e2e");
+    let stack = Stack::start(
+        &repo("template.yaml"),
+        &prefix,
+        &[("DATABASE_URL", db.app_url.clone())],
+    )
+    .await;
+    let sources_table = format!("{prefix}SourcesTable");
+    let config = inlet_common::aws::sdk_config().await;
+    let sources = DynamoSources::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        &sources_table,
+        KeyRing::from_env().unwrap(),
+        Duration::ZERO,
+    );
+    for source in demo::demo_sources() {
+        sources.put(&source).await.unwrap();
+    }
+    let payloads = tempfile::tempdir().unwrap();
+
+    // Stripe, Clerk and Whop events, signed by `inlet send` as their providers sign them.
+    for (provider, sample) in [
+        ("stripe", "webhook-stripe"),
+        ("clerk", "webhook-clerk"),
+        ("whop", "webhook-whop"),
+    ] {
+        let file = payloads.path().join(format!("{provider}.json"));
+        std::fs::write(&file, sample_body(sample)).unwrap();
+        let (ok, output) = stack
+            .cli(&[
+                "send",
+                provider,
+                "--source",
+                &demo::demo_source_id(inlet_common::providers::Provider::parse(provider).unwrap()),
+                "--file",
+                file.to_str().unwrap(),
+                "--url",
+                &stack.url,
+                "--table",
+                &sources_table,
+            ])
+            .await;
+        assert!(ok && output.starts_with("202 "), "{provider}: {output}");
+    }
+    let db = &db;
+    until(Duration::from_secs(30), async || {
+        let done = count(
+            db,
+            "SELECT count(*) FROM webhook_events WHERE status = 'completed'",
+        )
+        .await;
+        (done == 3).then_some(())
+    })
+    .await;
+    assert_eq!(
+        count(
+            db,
+            "SELECT count(*) FROM recovery_cases WHERE status = 'open' AND provider = 'stripe'"
+        )
+        .await,
+        1,
+        "the failed Stripe invoice opened a recovery case"
+    );
+    assert_eq!(
+        count(db, "SELECT count(*) FROM members WHERE provider = 'clerk'").await,
+        1
+    );
+    assert_eq!(
+        count(
+            db,
+            "SELECT count(*) FROM payments WHERE provider = 'whop' AND status = 'failed'"
+        )
+        .await,
+        1
+    );
+    let report = stack
+        .wait_for(Duration::from_secs(5), |l| {
+            l.starts_with("[ProcessEventsFunction] REPORT RequestId:")
+        })
+        .await;
+    assert!(report.contains("Max Memory Used:"), "{report}");
+
+    // A poison message: straight to the dead-letter queue with its class.
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    sqs.send_message()
+        .queue_url(stack.queue_url("EventsQueue"))
+        .message_body("not an envelope")
+        .send()
+        .await
+        .unwrap();
+    let dlq = stack.queue_url("EventsDLQ");
+    let dead = until(Duration::from_secs(30), async || {
+        let received = sqs
+            .receive_message()
+            .queue_url(&dlq)
+            .message_attribute_names("All")
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        received.messages.unwrap_or_default().into_iter().next()
+    })
+    .await;
+    assert_eq!(dead.body(), Some("not an envelope"));
+    assert_eq!(
+        dead.message_attributes()
+            .and_then(|a| a.get("inlet_error_class"))
+            .and_then(|v| v.string_value()),
+        Some("permanent")
+    );
+
+    // Every sample in events/ through `inlet local invoke`, re-signed for now.
+    let samples = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(repo("events")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, samples.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    inlet_infra::events::refresh(samples.path(), now as i64).unwrap();
+    let mut invoked = 0;
+    for entry in std::fs::read_dir(samples.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        // webhook-stripe -> WebhookStripeFunction, process-events -> ProcessEventsFunction
+        let function: String = name
+            .split('-')
+            .map(|w| w[..1].to_uppercase() + &w[1..])
+            .collect::<String>()
+            + "Function";
+        let (ok, output) = stack
+            .cli(&[
+                "local",
+                "invoke",
+                &function,
+                "--event",
+                path.to_str().unwrap(),
+                "--url",
+                &stack.url,
+            ])
+            .await;
+        assert!(ok, "{name}: {output}");
+        assert!(output.contains("REPORT RequestId:"), "{name}: {output}");
+        if name.starts_with("webhook-") {
+            let status = output
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("\"statusCode\": "))
+                .and_then(|s| s.trim_end_matches(',').parse::<u16>().ok());
+            assert!(
+                status.is_some_and(|s| (200..300).contains(&s)),
+                "{name}: {output}"
+            );
+        } else {
+            assert!(
+                output.contains("\"batchItemFailures\": []"),
+                "{name}: {output}"
+            );
+        }
+        invoked += 1;
+    }
+    assert_eq!(invoked, 8, "seven webhook samples and one SQS batch");
+    assert!(
+        !stack.output().contains("evt_1PdemoFailed0001\",\"object\""),
+        "no payload body in the logs"
+    );
+}
+
+#[tokio::test]
+async fn timeouts_crashes_and_schedules_behave_as_lambda_and_shutdown_is_clean() {
+    let prefix = unique_prefix("fx");
+    let mut stack = Stack::start(
+        &repo("infra/tests/fixtures/local-template.yaml"),
+        &prefix,
+        &[],
+    )
+    .await;
+
+    let ok = stack.get("/fixture/ok").await;
+    assert_eq!((ok.status, &ok.body[..]), (200, &b"ok"[..]));
+    let cold = stack
+        .wait_for(Duration::from_secs(5), |l| {
+            l.starts_with("[HttpFixtureFunction] REPORT")
+        })
+        .await;
+    assert!(
+        cold.contains("Init Duration:") && cold.contains("Memory Size: 128 MB"),
+        "{cold}"
+    );
+
+    let missing = stack.get("/nowhere").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(&missing.body[..], br#"{"message":"Not Found"}"#);
+
+    let panicked = stack.get("/fixture/panic").await;
+    assert_eq!(
+        panicked.status, 502,
+        "a handler error is a 502 at the gateway"
+    );
+    let again = stack.get("/fixture/ok").await;
+    assert_eq!(again.status, 200, "the function keeps serving");
+
+    let crashed = stack.get("/crash").await;
+    assert_eq!(crashed.status, 502);
+    stack
+        .wait_for(Duration::from_secs(5), |l| {
+            l.starts_with("[CrashAtInitFunction] REPORT")
+                && l.contains("Error Type: Runtime.ExitError")
+        })
+        .await;
+    assert_eq!(
+        stack.get("/crash").await.status,
+        502,
+        "restarted, and crashes again"
+    );
+
+    let slow = stack.get("/fixture/sleep").await;
+    assert_eq!(slow.status, 503);
+    stack
+        .wait_for(Duration::from_secs(5), |l| {
+            l.contains("Task timed out after 2.00 seconds")
+        })
+        .await;
+
+    // A consumer that times out: the batch stays and comes back after the visibility timeout.
+    let config = inlet_common::aws::sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let sent = sqs
+        .send_message()
+        .queue_url(stack.queue_url("FixtureQueue"))
+        .message_body("slow")
+        .send()
+        .await
+        .unwrap();
+    let id = sent.message_id().unwrap().to_owned();
+    stack
+        .wait_for(Duration::from_secs(10), |l| {
+            l.starts_with("[SlowConsumerFunction] REPORT") && l.contains("Status: timeout")
+        })
+        .await;
+    stack
+        .wait_for(Duration::from_secs(20), |l| {
+            l.contains(&format!("record {id} receive 2"))
+        })
+        .await;
+
+    // The every-minute schedule fires with EventBridge's event.
+    stack
+        .wait_for(Duration::from_secs(65), |l| {
+            l == "[EveryMinuteFunction] scheduled event from aws.events"
+        })
+        .await;
+
+    // Ctrl-C (SIGTERM here): everything stops, no function process stays behind.
+    let pid = stack.child.id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), stack.child.wait())
+        .await
+        .expect("inlet local stops within its longest timeout")
+        .unwrap();
+    assert!(status.success(), "{}", stack.output());
+    stack
+        .wait_for(Duration::from_secs(2), |l| l == "[inlet] stopped")
+        .await;
+    let children = std::process::Command::new("pgrep")
+        .args(["-P", &pid.to_string()])
+        .output()
+        .unwrap();
+    assert!(children.stdout.is_empty(), "function processes left behind");
+}
