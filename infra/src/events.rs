@@ -120,7 +120,9 @@ mod tests {
         let mut count = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
-            std::fs::copy(&path, tmp.path().join(path.file_name().unwrap())).unwrap();
+            if path.is_file() {
+                std::fs::copy(&path, tmp.path().join(path.file_name().unwrap())).unwrap();
+            }
         }
         let now = 1_800_000_000;
         let files = refresh(tmp.path(), now).unwrap();

@@ -305,7 +305,11 @@ pub async fn run(args: SourcesArgs) -> anyhow::Result<()> {
                 // Fixed, local-only demo secrets (never valid in production): shown so a
                 // provider's CLI or a hand-written sender can sign for these sources.
                 let secret = source.secrets.first().map_or("", |s| s.secret.expose());
-                println!("{:<14} {:<56} secret {secret}", source.source_id, url(&source));
+                println!(
+                    "{:<14} {:<56} secret {secret}",
+                    source.source_id,
+                    url(&source)
+                );
             }
         }
     }
