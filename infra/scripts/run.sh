@@ -41,7 +41,9 @@ Invoke one function:   target/debug/inlet local invoke WebhookStripeFunction --e
 Postgres: $DATABASE_URL    moto: $AWS_ENDPOINT_URL
 TXT
 # Not exec: the trap must run after Ctrl-C to stop the services started here.
-"$inlet" local --template template.yaml --bin-dir "$REPO_ROOT/target/debug" ${ARGS:-} &
+# It builds the function binaries itself: debug (already fresh), or release with ARGS=--release.
+# shellcheck disable=SC2086
+"$inlet" local --template template.yaml ${ARGS:-} &
 stack=$!
 trap 'kill -TERM $stack 2>/dev/null || true' INT TERM
 wait $stack || true

@@ -441,12 +441,43 @@ async fn timeouts_crashes_and_schedules_behave_as_lambda_and_shutdown_is_clean()
         })
         .await;
 
-    // The every-minute schedule fires with EventBridge's event.
-    stack
-        .wait_for(Duration::from_secs(65), |l| {
-            l == "[EveryMinuteFunction] scheduled event from aws.events"
-        })
+    // `inlet local trigger` fires a schedule now; the schedule itself fires every minute.
+    let (ok, output) = stack
+        .cli(&[
+            "local",
+            "trigger",
+            "EveryMinuteFunction",
+            "--url",
+            &stack.url,
+        ])
         .await;
+    assert!(ok && output.contains("REPORT RequestId:"), "{output}");
+    let (ok, output) = stack
+        .cli(&[
+            "local",
+            "trigger",
+            "HttpFixtureFunction",
+            "--url",
+            &stack.url,
+        ])
+        .await;
+    assert!(!ok && output.contains("has no Schedule event"), "{output}");
+    let triggered = || {
+        stack
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| *l == "[EveryMinuteFunction] scheduled event from aws.events")
+            .count()
+    };
+    let after_trigger = triggered();
+    assert!(after_trigger >= 1, "{}", stack.output());
+    // The schedule fires at the next minute on its own.
+    until(Duration::from_secs(75), async || {
+        (triggered() > after_trigger).then_some(())
+    })
+    .await;
 
     // Ctrl-C (SIGTERM here): everything stops, no function process stays behind.
     let pid = stack.child.id().unwrap();
