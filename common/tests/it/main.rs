@@ -7,6 +7,7 @@ mod intake_aws;
 mod ledger;
 mod migrations;
 mod process_events;
+mod reminders_ab;
 mod roles;
 mod stripe_recovery;
 mod tenancy;

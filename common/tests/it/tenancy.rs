@@ -43,6 +43,44 @@ fn fixture(table: &str) -> Option<&'static str> {
              SELECT $1, (SELECT id FROM recovery_cases WHERE company_id = $1 LIMIT 1), \
                     length($2), now()"
         }
+        "reminder_endpoints" => {
+            "INSERT INTO reminder_endpoints (company_id, channel, url) \
+             VALUES ($1, 'webhook', 'https://example.com/' || $2)"
+        }
+        "ab_test_variants" => {
+            "INSERT INTO ab_test_variants (company_id, channel, name, subject_template, body_template) \
+             VALUES ($1, 'webhook', $2, 'Payment failed', 'Pay {{amount}} at {{recovery_link}}')"
+        }
+        // Dependent rows are created with the row itself, so the fixture stands alone.
+        "ab_test_usage" => {
+            "WITH v AS (INSERT INTO ab_test_variants (company_id, channel, name, subject_template, body_template) \
+                        VALUES ($1, 'email', 'u' || length($2) || md5($2), 's', 'b') RETURNING id), \
+                  c AS (INSERT INTO recovery_cases (company_id, provider, membership_external_id, \
+                        opened_by_payment, amount_at_risk, currency, opened_at) \
+                        VALUES ($1, 'stripe', 'u_' || $2, 'u_' || $2, 100, 'usd', now()) RETURNING id), \
+                  r AS (INSERT INTO reminders (company_id, case_id, offset_hours, due_at) \
+                        SELECT $1, c.id, 0, now() FROM c RETURNING id, case_id) \
+             INSERT INTO ab_test_usage (company_id, variant_id, reminder_id, case_id) \
+             SELECT $1, v.id, r.id, r.case_id FROM v, r"
+        }
+        "ab_test_conversions" => {
+            "WITH v AS (INSERT INTO ab_test_variants (company_id, channel, name, subject_template, body_template) \
+                        VALUES ($1, 'email', 'c' || length($2) || md5($2), 's', 'b') RETURNING id), \
+                  c AS (INSERT INTO recovery_cases (company_id, provider, membership_external_id, \
+                        opened_by_payment, amount_at_risk, currency, opened_at) \
+                        VALUES ($1, 'stripe', 'c_' || $2, 'c_' || $2, 100, 'usd', now()) RETURNING id) \
+             INSERT INTO ab_test_conversions (company_id, variant_id, case_id, kind, amount) \
+             SELECT $1, v.id, c.id, 'conversion', 100 FROM v, c"
+        }
+        "delivery_attempts" => {
+            "WITH c AS (INSERT INTO recovery_cases (company_id, provider, membership_external_id, \
+                        opened_by_payment, amount_at_risk, currency, opened_at) \
+                        VALUES ($1, 'stripe', 'd_' || $2, 'd_' || $2, 100, 'usd', now()) RETURNING id), \
+                  r AS (INSERT INTO reminders (company_id, case_id, offset_hours, due_at) \
+                        SELECT $1, c.id, 0, now() FROM c RETURNING id) \
+             INSERT INTO delivery_attempts (company_id, reminder_id, attempt, status_code) \
+             SELECT $1, r.id, 1, 200 FROM r"
+        }
         _ => return None,
     })
 }
