@@ -1,6 +1,7 @@
 //! What events mean: the ledger that makes processing exactly-once in effect, and the
 //! projections registered per (provider, event type).
 
+pub mod ab;
 pub mod clerk;
 pub mod ledger;
 pub mod members;
