@@ -160,6 +160,19 @@ impl BatchMetrics {
     }
 }
 
+/// One document of per-run metrics with the `function` dimension only (e.g. a cron's counts).
+pub fn emit_function_metrics(
+    sink: &dyn MetricsSink,
+    function: &str,
+    metrics: &[(&str, &str, u64)],
+) {
+    let values = metrics
+        .iter()
+        .map(|(name, unit, value)| (*name, *unit, json!(value)))
+        .collect();
+    sink.emit(&document(now_ms(), &[("function", function)], values).to_string());
+}
+
 /// One EMF document: the dimensions and metric values at the root, described under `_aws`.
 fn document(
     timestamp_ms: u64,

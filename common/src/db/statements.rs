@@ -128,6 +128,15 @@ impl Tx<'_> {
         self.tx.execute(&statement, params).await
     }
 
+    pub async fn query(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let statement = self.prepared(sql).await?;
+        self.tx.query(&statement, params).await
+    }
+
     pub async fn query_one(
         &self,
         sql: &'static str,

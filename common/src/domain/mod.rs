@@ -7,6 +7,7 @@ pub mod ledger;
 pub mod members;
 pub mod process_events;
 pub mod recovery;
+pub mod schedule_reminders;
 pub mod stripe;
 pub mod whop;
 

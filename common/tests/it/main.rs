@@ -9,6 +9,7 @@ mod migrations;
 mod process_events;
 mod reminders_ab;
 mod roles;
+mod schedule_reminders;
 mod stripe_recovery;
 mod tenancy;
 mod whop_clerk;

@@ -348,15 +348,20 @@ async fn signed_webhooks_flow_through_gateway_queue_and_consumer_into_postgres()
                 status.is_some_and(|s| (200..300).contains(&s)),
                 "{name}: {output}"
             );
-        } else {
+        } else if name == "process-events" {
             assert!(
                 output.contains("\"batchItemFailures\": []"),
                 "{name}: {output}"
             );
+        } else {
+            assert!(output.contains("\"claimed\""), "{name}: {output}");
         }
         invoked += 1;
     }
-    assert_eq!(invoked, 8, "seven webhook samples and one SQS batch");
+    assert_eq!(
+        invoked, 9,
+        "seven webhook samples, one SQS batch, one scheduled event"
+    );
     assert!(
         !stack.output().contains("evt_1PdemoFailed0001\",\"object\""),
         "no payload body in the logs"

@@ -1,0 +1,8 @@
+//! Every minute: due payment-recovery reminders onto the reminders queue, each once.
+
+use inlet_common::domain::schedule_reminders;
+
+#[tokio::main]
+async fn main() -> Result<(), schedule_reminders::Error> {
+    schedule_reminders::run().await
+}
