@@ -91,16 +91,28 @@ pub async fn close_case(
         Closing::Recovered => "recovered",
         Closing::Lost => "lost",
     };
+    // One statement: close the case, cancel what has not gone out (an enqueued reminder is
+    // cancelled too; the sender re-checks before delivering), and on recovery attribute the
+    // conversion to the last variant sent before the payment.
     let closed = tx
         .query_opt(
             "WITH closed AS (
                  UPDATE recovery_cases SET status = $3, closed_at = $4::text::timestamptz, closed_by_payment = $5
                   WHERE company_id = get_current_company_id() AND provider = $1
                     AND membership_external_id = $2 AND status = 'open'
-                  RETURNING id),
+                  RETURNING id, amount_at_risk),
              cancelled AS (
                  UPDATE reminders SET status = 'cancelled'
-                  WHERE case_id IN (SELECT id FROM closed) AND status = 'pending')
+                  WHERE case_id IN (SELECT id FROM closed) AND status IN ('pending', 'enqueued')),
+             attributed AS (
+                 INSERT INTO ab_test_conversions (company_id, variant_id, case_id, kind, amount)
+                 SELECT get_current_company_id(), last_sent.variant_id, c.id, 'conversion', c.amount_at_risk
+                   FROM closed c
+                   JOIN LATERAL (SELECT u.variant_id FROM ab_test_usage u
+                                  WHERE u.case_id = c.id AND u.sent_at <= $4::text::timestamptz
+                                  ORDER BY u.sent_at DESC, u.id DESC LIMIT 1) last_sent ON true
+                  WHERE $3 = 'recovered'
+                 ON CONFLICT DO NOTHING)
              SELECT id FROM closed",
             &[&provider, &membership, &status, &at, &payment],
         )

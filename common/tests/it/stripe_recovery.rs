@@ -379,3 +379,63 @@ async fn events_for_one_subscription_out_of_order_end_in_the_in_order_state() {
     assert_eq!(state(&in_order).await, "canceled");
     assert_eq!(state(&out_of_order).await, "canceled");
 }
+
+#[tokio::test]
+async fn a_recovery_is_attributed_to_the_last_variant_sent_before_the_payment() {
+    let db = setup(json!({})).await;
+    run(
+        &db,
+        &[
+            stripe(
+                "evt_sub",
+                "customer.subscription.created",
+                "2024-03-01T10:00:00Z",
+                subscription("active"),
+            ),
+            stripe(
+                "evt_fail",
+                "invoice.payment_failed",
+                "2024-03-01T11:00:00Z",
+                invoice("in_1", "open"),
+            ),
+        ],
+    )
+    .await;
+    // Variant A went out first, then B, both before the payment; C only after it.
+    db.admin()
+        .await
+        .batch_execute(&format!(
+            "INSERT INTO ab_test_variants (company_id, channel, name, subject_template, body_template)
+             VALUES ('{COMPANY}', 'webhook', 'A', 's', 'b'), ('{COMPANY}', 'webhook', 'B', 's', 'b'),
+                    ('{COMPANY}', 'webhook', 'C', 's', 'b');
+             UPDATE reminders SET status = 'sent' WHERE offset_hours IN (0, 24, 72);
+             INSERT INTO ab_test_usage (company_id, variant_id, reminder_id, case_id, sent_at)
+             SELECT '{COMPANY}', v.id, r.id, r.case_id, r.due_at
+               FROM reminders r JOIN ab_test_variants v
+                 ON v.name = CASE r.offset_hours WHEN 0 THEN 'A' WHEN 24 THEN 'B' ELSE 'C' END
+              WHERE r.offset_hours IN (0, 24, 72);"
+        ))
+        .await
+        .unwrap();
+    let paid = stripe(
+        "evt_paid",
+        "invoice.paid",
+        "2024-03-02T15:00:00Z",
+        invoice("in_1", "paid"),
+    );
+    run(&db, &[paid.clone(), paid]).await;
+    let conversions: Vec<(String, i64)> = rows(
+        &db,
+        "SELECT v.name, c.amount FROM ab_test_conversions c JOIN ab_test_variants v ON v.id = c.variant_id
+          WHERE c.kind = 'conversion'",
+    )
+    .await
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect();
+    assert_eq!(
+        conversions,
+        [("B".to_owned(), 4900)],
+        "B was the last sent before the payment at 03-02 15:00 (C went out at 03-04)"
+    );
+}
