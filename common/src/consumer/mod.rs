@@ -27,6 +27,8 @@ pub enum Failure {
     Transient(String),
     /// As `Transient`, for this record and every remaining one in the batch.
     TransientBatch(String),
+    /// As `Transient`, not before `seconds` (a receiver's Retry-After, an open circuit).
+    RetryAfter { reason: String, seconds: u32 },
 }
 
 /// The class recorded on a dead letter.
@@ -221,6 +223,15 @@ impl<P: DeadLetters + Visibility> BatchRunner<P> {
                 self.retry_later(message).await;
                 Settled::Retrying
             }
+            Err(Failure::RetryAfter { reason, seconds }) => {
+                tracing::warn!(class = "transient", reason = %bounded(&reason), seconds, "record failed; retrying after the delay asked for");
+                let backoff = self
+                    .backoff
+                    .delay_secs(receive_count(message), random_draw());
+                self.delay(message, seconds.max(backoff).min(MAX_VISIBILITY_SECS))
+                    .await;
+                Settled::Retrying
+            }
         }
     }
 
@@ -228,6 +239,10 @@ impl<P: DeadLetters + Visibility> BatchRunner<P> {
         let seconds = self
             .backoff
             .delay_secs(receive_count(message), random_draw());
+        self.delay(message, seconds).await;
+    }
+
+    async fn delay(&self, message: &SqsMessage, seconds: u32) {
         if let Err(error) = self.ports.delay(message, seconds).await {
             // The queue's own visibility timeout then applies.
             tracing::warn!(%error, "could not set the retry delay");

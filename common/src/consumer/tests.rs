@@ -65,6 +65,10 @@ fn outcome_of(message: &SqsMessage) -> Result<(), Failure> {
         Some("poison") => Err(Failure::Permanent("unknown envelope version 9".into())),
         Some("flaky") => Err(Failure::Transient("statement timeout".into())),
         Some("db-down") => Err(Failure::TransientBatch("database unreachable".into())),
+        Some("slow-down") => Err(Failure::RetryAfter {
+            reason: "receiver answered 429".into(),
+            seconds: 120,
+        }),
         _ => Err(Failure::Permanent("unexpected".into())),
     }
 }
@@ -218,4 +222,18 @@ fn reasons_are_bounded_on_a_character_boundary() {
     let long = "é".repeat(300);
     assert_eq!(bounded(&long).chars().count(), 256);
     assert_eq!(bounded("short"), "short");
+}
+
+#[tokio::test]
+async fn a_retry_after_is_honoured_when_longer_than_the_backoff() {
+    let runner = runner();
+    let (response, stats) = runner
+        .run(&event(&[("slow-down", 1)]), async |m| outcome_of(m))
+        .await;
+    assert_eq!(failed_ids(&response), ["m0"]);
+    assert_eq!(stats.settled, [Settled::Retrying]);
+    assert_eq!(
+        *runner.ports.delays.lock().unwrap(),
+        [("m0".to_owned(), 120)]
+    );
 }

@@ -8,6 +8,7 @@ pub mod members;
 pub mod process_events;
 pub mod recovery;
 pub mod schedule_reminders;
+pub mod send_reminders;
 pub mod stripe;
 pub mod whop;
 

@@ -10,6 +10,7 @@ mod process_events;
 mod reminders_ab;
 mod roles;
 mod schedule_reminders;
+mod send_reminders;
 mod stripe_recovery;
 mod tenancy;
 mod whop_clerk;

@@ -348,7 +348,7 @@ async fn signed_webhooks_flow_through_gateway_queue_and_consumer_into_postgres()
                 status.is_some_and(|s| (200..300).contains(&s)),
                 "{name}: {output}"
             );
-        } else if name == "process-events" {
+        } else if name == "process-events" || name == "send-reminders" {
             assert!(
                 output.contains("\"batchItemFailures\": []"),
                 "{name}: {output}"
@@ -359,8 +359,8 @@ async fn signed_webhooks_flow_through_gateway_queue_and_consumer_into_postgres()
         invoked += 1;
     }
     assert_eq!(
-        invoked, 9,
-        "seven webhook samples, one SQS batch, one scheduled event"
+        invoked, 10,
+        "seven webhook samples, two SQS batches, one scheduled event"
     );
     assert!(
         !stack.output().contains("evt_1PdemoFailed0001\",\"object\""),

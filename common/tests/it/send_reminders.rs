@@ -1,0 +1,321 @@
+//! Reminder delivery against real Postgres and a local HTTP receiver that checks Standard
+//! Webhooks signatures the way a company's endpoint would.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use inlet_common::consumer::Failure;
+use inlet_common::crypto::KeyRing;
+use inlet_common::db::Connection;
+use inlet_common::domain::schedule_reminders::ReminderJob;
+use inlet_common::domain::send_reminders::{endpoint_secret_context, Sender, SenderSettings};
+use inlet_common::providers::{Provider, SigningSecret, VerifyOptions};
+use inlet_common::testing::{TestDb, TEST_KEYS};
+use serde_json::Value;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const COMPANY: &str = "co_remind";
+
+/// A company's endpoint: answers with the scripted statuses (then 200), records every verified
+/// delivery, and refuses (401) anything whose signature does not verify.
+#[derive(Default)]
+struct Receiver {
+    script: Mutex<VecDeque<(u16, Option<&'static str>)>>,
+    delivered: Mutex<Vec<(u16, Value)>>,
+    unsigned: Mutex<u32>,
+}
+
+async fn serve(receiver: Arc<Receiver>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let receiver = receiver.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let receiver = receiver.clone();
+                    async move {
+                        let headers = request.headers().clone();
+                        let body = request.into_body().collect().await.unwrap().to_bytes();
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .unwrap()
+                            .as_secs() as i64;
+                        let secret = SigningSecret::new(SECRET);
+                        let verified = Provider::Standard.verify(
+                            &headers,
+                            &body,
+                            &[&secret],
+                            VerifyOptions {
+                                now,
+                                tolerance_secs: 300,
+                            },
+                        );
+                        let mut response = Response::new(Full::new(Bytes::new()));
+                        if verified.is_err() {
+                            *receiver.unsigned.lock().unwrap() += 1;
+                            *response.status_mut() = hyper::StatusCode::UNAUTHORIZED;
+                            return Ok::<_, Infallible>(response);
+                        }
+                        let (status, retry_after) = receiver
+                            .script
+                            .lock()
+                            .unwrap()
+                            .pop_front()
+                            .unwrap_or((200, None));
+                        receiver
+                            .delivered
+                            .lock()
+                            .unwrap()
+                            .push((status, serde_json::from_slice(&body).unwrap()));
+                        *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                        if let Some(seconds) = retry_after {
+                            response
+                                .headers_mut()
+                                .insert("retry-after", seconds.parse().unwrap());
+                        }
+                        Ok(response)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    format!("http://{address}/hooks/recovery")
+}
+
+fn keys() -> KeyRing {
+    KeyRing::parse(TEST_KEYS, None).unwrap()
+}
+
+/// A company with an open case, its reminder enqueued, a webhook endpoint at `url` and one
+/// variant. Returns the job the scheduler would have sent.
+async fn setup(url: &str) -> (TestDb, ReminderJob) {
+    let db = TestDb::create().await;
+    let admin = db.admin().await;
+    admin
+        .batch_execute(&format!(
+            "INSERT INTO companies (company_id, name, settings) VALUES ('{COMPANY}', 'Remind Co',
+                 '{{\"recovery_url\": \"https://remind.example/billing\"}}');
+             INSERT INTO recovery_cases (company_id, provider, membership_external_id, opened_by_payment,
+                 amount_at_risk, currency, opened_at)
+             VALUES ('{COMPANY}', 'stripe', 'sub_1', 'in_1', 4900, 'usd', now() - interval '2 days');
+             INSERT INTO reminders (company_id, case_id, offset_hours, due_at, status, enqueue_attempts)
+             VALUES ('{COMPANY}', 1, 0, now(), 'enqueued', 1);
+             INSERT INTO ab_test_variants (company_id, channel, name, subject_template, body_template)
+             VALUES ('{COMPANY}', 'webhook', 'friendly', 'Hi {{{{member_name}}}}, {{{{company_name}}}} here',
+                     'Pay {{{{amount}}}} {{{{currency}}}} at {{{{recovery_link}}}} ({{{{days_overdue}}}} days)');"
+        ))
+        .await
+        .unwrap();
+    let row = admin
+        .query_one(
+            "INSERT INTO reminder_endpoints (company_id, channel, url) VALUES ($1, 'webhook', $2) RETURNING id",
+            &[&COMPANY, &url],
+        )
+        .await
+        .unwrap();
+    let endpoint_id: i64 = row.get(0);
+    let (key_id, sealed) = keys().seal_bytes(
+        SECRET.as_bytes(),
+        endpoint_secret_context(COMPANY, endpoint_id).as_bytes(),
+    );
+    admin
+        .execute(
+            "UPDATE reminder_endpoints SET secret_enc = $1, secret_key_id = $2 WHERE id = $3",
+            &[&sealed, &key_id, &endpoint_id],
+        )
+        .await
+        .unwrap();
+    let job = ReminderJob {
+        key: ReminderJob::key_for(1, 1),
+        reminder_id: 1,
+        company_id: COMPANY.into(),
+        case_id: 1,
+        due_at: "2026-01-01T00:00:00Z".into(),
+        attempt: 1,
+    };
+    (db, job)
+}
+
+fn sender(production: bool) -> Sender {
+    Sender::new(
+        SenderSettings {
+            production,
+            timeout: Duration::from_secs(10),
+            max_attempts: 5,
+        },
+        keys(),
+    )
+    .unwrap()
+}
+
+async fn one(db: &TestDb, sql: &str) -> String {
+    db.admin().await.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+#[tokio::test]
+async fn a_due_reminder_is_rendered_signed_delivered_and_recorded_with_its_variant() {
+    let receiver = Arc::new(Receiver::default());
+    let url = serve(receiver.clone()).await;
+    let (db, job) = setup(&url).await;
+    let mut connection = Connection::from(db.app().await);
+    assert_eq!(
+        sender(false).deliver(&mut connection, &job, 1).await,
+        Ok("sent")
+    );
+
+    let delivered = receiver.delivered.lock().unwrap().clone();
+    assert_eq!(delivered.len(), 1);
+    let data = &delivered[0].1["data"];
+    assert_eq!(data["subject"], "Hi there, Remind Co here");
+    assert_eq!(
+        data["body"],
+        "Pay 49.00 USD at https://remind.example/billing (2 days)"
+    );
+    assert_eq!(*receiver.unsigned.lock().unwrap(), 0);
+    assert_eq!(one(&db, "SELECT status FROM reminders").await, "sent");
+    assert_eq!(
+        one(
+            &db,
+            "SELECT v.name FROM ab_test_usage u JOIN ab_test_variants v ON v.id = u.variant_id"
+        )
+        .await,
+        "friendly"
+    );
+    assert_eq!(
+        one(&db, "SELECT attempt || ':' || status_code || ':' || coalesce(error_class, '-') FROM delivery_attempts").await,
+        "1:200:-"
+    );
+    // A redelivered job for a sent reminder sends nothing more.
+    assert_eq!(
+        sender(false).deliver(&mut connection, &job, 2).await,
+        Ok("already settled")
+    );
+    assert_eq!(receiver.delivered.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_500_then_200_is_retried_and_delivered_once_and_retry_after_is_honoured() {
+    let receiver = Arc::new(Receiver::default());
+    receiver
+        .script
+        .lock()
+        .unwrap()
+        .extend([(500, None), (429, Some("30"))]);
+    let url = serve(receiver.clone()).await;
+    let (db, job) = setup(&url).await;
+    let mut connection = Connection::from(db.app().await);
+    let sender = sender(false);
+    assert!(matches!(
+        sender.deliver(&mut connection, &job, 1).await,
+        Err(Failure::Transient(_))
+    ));
+    assert_eq!(
+        sender.deliver(&mut connection, &job, 2).await,
+        Err(Failure::RetryAfter {
+            reason: "the endpoint answered 429".into(),
+            seconds: 30
+        })
+    );
+    assert_eq!(sender.deliver(&mut connection, &job, 3).await, Ok("sent"));
+    let successes = receiver
+        .delivered
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(status, _)| *status == 200)
+        .count();
+    assert_eq!(successes, 1, "delivered once");
+    let log: Vec<(i32, i32, Option<String>)> = db
+        .admin()
+        .await
+        .query(
+            "SELECT attempt, status_code, error_class FROM delivery_attempts ORDER BY attempt",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        log,
+        [
+            (1, 500, Some("transient".into())),
+            (2, 429, Some("transient".into())),
+            (3, 200, None)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_410_disables_the_endpoint_and_fails_the_reminder() {
+    let receiver = Arc::new(Receiver::default());
+    receiver.script.lock().unwrap().push_back((410, None));
+    let url = serve(receiver.clone()).await;
+    let (db, job) = setup(&url).await;
+    let mut connection = Connection::from(db.app().await);
+    assert!(matches!(
+        sender(false).deliver(&mut connection, &job, 1).await,
+        Err(Failure::Permanent(_))
+    ));
+    assert_eq!(
+        one(
+            &db,
+            "SELECT status || ':' || disabled_reason FROM reminder_endpoints"
+        )
+        .await,
+        "disabled:410 Gone"
+    );
+    assert_eq!(one(&db, "SELECT status FROM reminders").await, "failed");
+}
+
+#[tokio::test]
+async fn a_reminder_whose_case_closed_after_it_was_enqueued_is_not_sent() {
+    let receiver = Arc::new(Receiver::default());
+    let url = serve(receiver.clone()).await;
+    let (db, job) = setup(&url).await;
+    db.admin()
+        .await
+        .execute(
+            "UPDATE recovery_cases SET status = 'recovered', closed_at = now()",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut connection = Connection::from(db.app().await);
+    assert_eq!(
+        sender(false).deliver(&mut connection, &job, 1).await,
+        Ok("case closed; reminder cancelled")
+    );
+    assert!(receiver.delivered.lock().unwrap().is_empty());
+    assert_eq!(one(&db, "SELECT status FROM reminders").await, "cancelled");
+}
+
+#[tokio::test]
+async fn in_production_an_endpoint_on_a_private_address_is_refused_without_a_request() {
+    let receiver = Arc::new(Receiver::default());
+    let url = serve(receiver.clone()).await;
+    let (db, job) = setup(&url).await;
+    let mut connection = Connection::from(db.app().await);
+    let refused = sender(true).deliver(&mut connection, &job, 1).await;
+    assert_eq!(
+        refused,
+        Err(Failure::Permanent("private address refused".into()))
+    );
+    assert!(receiver.delivered.lock().unwrap().is_empty());
+    assert_eq!(one(&db, "SELECT status FROM reminders").await, "failed");
+}
