@@ -269,6 +269,27 @@ mod tests {
                     .unwrap();
             }
         }
+        // Any other function that connects (an HTTP function such as track-click) must cap
+        // itself with reserved concurrency too.
+        for (id, resource) in template.of_kind("AWS::Serverless::Function") {
+            let connects = resource
+                .properties
+                .get("Environment")
+                .and_then(|e| e.get("Variables"))
+                .and_then(|v| v.get("DATABASE_URL"))
+                .is_some();
+            let counted = ["SQS", "Schedule", "ScheduleV2"]
+                .iter()
+                .any(|kind| events_of(&template, kind).any(|(f, _)| f == id));
+            if connects && !counted {
+                let reserved = template
+                    .function_property(id, "ReservedConcurrentExecutions")
+                    .as_ref()
+                    .and_then(scalar)
+                    .unwrap_or_else(|| panic!("{id} connects to the database: it must set ReservedConcurrentExecutions"));
+                used += reserved.parse::<u64>().unwrap();
+            }
+        }
         assert!(used >= 1, "at least one consumer holds connections");
         assert!(
             used <= budget,

@@ -3,6 +3,7 @@
 
 pub mod ab;
 pub mod clerk;
+pub mod clicks;
 pub mod ledger;
 pub mod members;
 pub mod process_events;

@@ -108,6 +108,11 @@ pub struct SenderSettings {
     pub timeout: Duration,
     /// Deliveries tried before the reminder is given up (the queue's maxReceiveCount).
     pub max_attempts: u32,
+    /// Where `track-click` answers (`{base}/r/{token}`); without it links go straight to the
+    /// company's recovery URL and clicks are not counted.
+    pub click_base_url: Option<String>,
+    /// How long a reminder's link works.
+    pub link_ttl: Duration,
 }
 
 pub struct Sender {
@@ -325,12 +330,29 @@ impl Sender {
             .get("recovery_url")
             .and_then(Value::as_str)
             .unwrap_or_default();
+        let recovery_link = match &self.settings.click_base_url {
+            Some(base) if !recovery_url.is_empty() => {
+                let token = super::clicks::issue(
+                    &self.keys,
+                    &super::clicks::ClickToken {
+                        reminder_id: job.reminder_id,
+                        variant_id: chosen,
+                        case_id: job.case_id,
+                        company_id: job.company_id.clone(),
+                        expires_at: now_secs()
+                            + i64::try_from(self.settings.link_ttl.as_secs()).unwrap_or(0),
+                    },
+                );
+                format!("{}/r/{token}", base.trim_end_matches('/'))
+            }
+            _ => recovery_url.to_owned(),
+        };
         let fields = BTreeMap::from([
             ("member_name", "there".to_owned()),
             ("amount", decimal(row.get(2))),
             ("currency", row.get::<_, String>(3).to_uppercase()),
             ("plan", row.get::<_, Option<String>>(6).unwrap_or_default()),
-            ("recovery_link", recovery_url.to_owned()),
+            ("recovery_link", recovery_link),
             ("company_name", row.get(4)),
             ("days_overdue", row.get::<_, i64>(7).to_string()),
         ]);
@@ -520,6 +542,16 @@ impl SendSettings {
                     "a whole number of seconds",
                 )?),
                 max_attempts: config::parsed_or(env, "MAX_ATTEMPTS", 5, "a whole number")?,
+                click_base_url: env.get("CLICK_BASE_URL").filter(|u| !u.is_empty()),
+                link_ttl: Duration::from_secs(
+                    86_400
+                        * config::parsed_or::<u64>(
+                            env,
+                            "LINK_TTL_DAYS",
+                            30,
+                            "a whole number of days",
+                        )?,
+                ),
             },
         })
     }

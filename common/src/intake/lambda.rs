@@ -148,7 +148,7 @@ where
     to_http(response)
 }
 
-fn to_http(response: IntakeResponse) -> Response<Body> {
+pub(crate) fn to_http(response: IntakeResponse) -> Response<Body> {
     let mut builder = Response::builder()
         .status(response.status)
         .header("content-type", response.content_type)

@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use inlet_common::consumer::Failure;
 use inlet_common::crypto::KeyRing;
 use inlet_common::db::Connection;
+use inlet_common::domain::clicks;
 use inlet_common::domain::schedule_reminders::ReminderJob;
 use inlet_common::domain::send_reminders::{endpoint_secret_context, Sender, SenderSettings};
 use inlet_common::providers::{Provider, SigningSecret, VerifyOptions};
@@ -150,16 +151,22 @@ async fn setup(url: &str) -> (TestDb, ReminderJob) {
     (db, job)
 }
 
-fn sender(production: bool) -> Sender {
+fn sender_with(production: bool, click_base_url: Option<&str>) -> Sender {
     Sender::new(
         SenderSettings {
             production,
             timeout: Duration::from_secs(10),
             max_attempts: 5,
+            click_base_url: click_base_url.map(str::to_owned),
+            link_ttl: Duration::from_secs(86_400),
         },
         keys(),
     )
     .unwrap()
+}
+
+fn sender(production: bool) -> Sender {
+    sender_with(production, None)
 }
 
 async fn one(db: &TestDb, sql: &str) -> String {
@@ -318,4 +325,70 @@ async fn in_production_an_endpoint_on_a_private_address_is_refused_without_a_req
     );
     assert!(receiver.delivered.lock().unwrap().is_empty());
     assert_eq!(one(&db, "SELECT status FROM reminders").await, "failed");
+}
+
+async fn click(database: &inlet_common::db::Database, token: &str) -> (u16, Option<String>) {
+    use lambda_http::RequestExt;
+    let request = lambda_http::Request::default().with_path_parameters(
+        std::collections::HashMap::from([("token".to_owned(), token.to_owned())]),
+    );
+    let response = clicks::handle(database, &keys(), request).await;
+    let location = response
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (response.status().as_u16(), location)
+}
+
+#[tokio::test]
+async fn a_reminder_link_counts_one_click_and_redirects_to_the_recovery_url() {
+    let receiver = Arc::new(Receiver::default());
+    let url = serve(receiver.clone()).await;
+    let (db, job) = setup(&url).await;
+    let mut connection = Connection::from(db.app().await);
+    let sender = sender_with(false, Some("https://track.example"));
+    assert_eq!(sender.deliver(&mut connection, &job, 1).await, Ok("sent"));
+    let link = receiver.delivered.lock().unwrap()[0].1["data"]["recovery_link"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = link
+        .strip_prefix("https://track.example/r/")
+        .unwrap()
+        .to_owned();
+
+    let database = inlet_common::db::Database::new(inlet_common::db::DbSettings::new(&db.app_url));
+    for _ in 0..2 {
+        assert_eq!(
+            click(&database, &token).await,
+            (302, Some("https://remind.example/billing".to_owned()))
+        );
+    }
+    let clicks: i64 = db
+        .admin()
+        .await
+        .query_one(
+            "SELECT count(*) FROM ab_test_conversions WHERE kind = 'click' AND reminder_id = 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(clicks, 1, "one click per link");
+
+    let expired = clicks::issue(
+        &keys(),
+        &clicks::ClickToken {
+            reminder_id: 1,
+            variant_id: Some(1),
+            case_id: 1,
+            company_id: COMPANY.into(),
+            expires_at: clicks::now_secs() - 1,
+        },
+    );
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    for bad in [expired.as_str(), forged.as_str(), "test.AAAA", "nope"] {
+        let (status, location) = click(&database, bad).await;
+        assert_eq!((status, location), (404, None), "{bad}");
+    }
 }

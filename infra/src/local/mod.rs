@@ -110,7 +110,7 @@ fn build(root: &std::path::Path, release: bool, output: &Output) -> anyhow::Resu
 const LOCAL_SECRETS: [&str; 2] = ["DATABASE_URL", "INLET_KEYS"];
 
 /// Reads the template and prepares every function; builds unless given a binary directory.
-pub fn prepare(options: &Options) -> anyhow::Result<(Stack, Locals)> {
+pub fn prepare(options: &Options, gateway_url: &str) -> anyhow::Result<(Stack, Locals)> {
     let mut template = Template::load(&options.template)?;
     template.prefix.clone_from(&options.resource_prefix);
     let endpoint = std::env::var("AWS_ENDPOINT_URL")
@@ -122,6 +122,7 @@ pub fn prepare(options: &Options) -> anyhow::Result<(Stack, Locals)> {
             .filter_map(|name| std::env::var(name).ok().map(|v| ((*name).to_owned(), v)))
             .collect(),
         parameters: BTreeMap::new(),
+        gateway_url: gateway_url.to_owned(),
     };
     let specs: Vec<FunctionSpec> = spec::functions(&template, &locals)?;
     let root = options
@@ -238,7 +239,11 @@ async fn run_schedule(
 
 /// Runs the stack until Ctrl-C or SIGTERM, then shuts it down as Lambda would.
 pub async fn run(options: Options) -> anyhow::Result<()> {
-    let (stack, locals) = prepare(&options)?;
+    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], options.port)))
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{} (use --port)", options.port))?;
+    let address = listener.local_addr()?;
+    let (stack, locals) = prepare(&options, &format!("http://{address}"))?;
     let stack = Arc::new(stack);
     let output = Arc::new(options.output.clone());
     let config = inlet_common::aws::sdk_config().await;
@@ -261,10 +266,6 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             )
             .build(),
     );
-    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], options.port)))
-        .await
-        .with_context(|| format!("cannot listen on 127.0.0.1:{} (use --port)", options.port))?;
-    let address = listener.local_addr()?;
     let (stop_tx, stop) = watch::channel(false);
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(serve_gateway(

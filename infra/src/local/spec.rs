@@ -22,6 +22,8 @@ pub struct Locals {
     pub secrets: BTreeMap<String, String>,
     /// Parameter values that override the template's defaults.
     pub parameters: BTreeMap<String, String>,
+    /// The local gateway's base URL: what an HttpApi's execute-api URL means locally.
+    pub gateway_url: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +123,7 @@ impl Resolver<'_> {
         match self.template.resources.get(name).map(|r| r.kind.as_str()) {
             Some("AWS::SQS::Queue") => Ok(queue_url(self.locals, &self.template.local_name(name))),
             Some("AWS::DynamoDB::Table") => Ok(self.template.local_name(name)),
+            Some("AWS::Serverless::HttpApi") => Ok("local".to_owned()),
             Some(kind) => bail!("Ref {name}: resources of type {kind} have no local value"),
             None => bail!("Ref {name}: no such parameter or resource"),
         }
@@ -146,6 +149,20 @@ impl Resolver<'_> {
 
     /// `Fn::Sub` with `${Name}` and `${Resource.Attribute}`.
     fn substitute(&self, text: &str) -> anyhow::Result<String> {
+        // An HttpApi's public URL is the local gateway.
+        let api = text
+            .strip_prefix("https://${")
+            .and_then(|r| r.strip_suffix("}.execute-api.${AWS::Region}.${AWS::URLSuffix}"));
+        if let Some(api) = api {
+            if self
+                .template
+                .resources
+                .get(api)
+                .is_some_and(|r| r.kind == "AWS::Serverless::HttpApi")
+            {
+                return Ok(self.locals.gateway_url.clone());
+            }
+        }
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
         while let Some(start) = rest.find("${") {
@@ -408,6 +425,7 @@ mod tests {
                 ("INLET_KEYS".into(), "k:AAAA".into()),
             ]),
             parameters: BTreeMap::new(),
+            gateway_url: "http://127.0.0.1:3000".into(),
         }
     }
 
