@@ -1,6 +1,7 @@
 //! AWS adapters. Clients are built once per container from one shared config. Adapters store
 //! and fetch; they decide no business rule.
 
+mod breaker;
 mod dedupe;
 mod queue;
 mod rate_limit;
@@ -13,6 +14,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 
+pub use breaker::{Admission, BreakerPolicy, DynamoBreaker};
 pub use dedupe::DynamoDedupe;
 pub use queue::SqsQueue;
 pub use rate_limit::DynamoRateLimiter;

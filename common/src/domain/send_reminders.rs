@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use super::ab::{self, Allocation, VariantStats};
 use super::schedule_reminders::ReminderJob;
+use crate::aws::Admission;
 use crate::consumer::Failure;
 use crate::crypto::KeyRing;
 use crate::db::{failure_for, CompanyId, Connection, Tenant};
@@ -119,6 +120,8 @@ pub struct Sender {
     client: reqwest::Client,
     settings: SenderSettings,
     pub keys: KeyRing,
+    /// Shared per-endpoint circuit (None: every delivery is attempted).
+    breaker: Option<crate::aws::DynamoBreaker>,
 }
 
 /// Literal private addresses in the URL itself (no DNS involved) are refused up front.
@@ -146,7 +149,14 @@ impl Sender {
             client: builder.build()?,
             settings,
             keys,
+            breaker: None,
         })
+    }
+
+    /// Shares each endpoint's circuit through `breaker`.
+    pub fn with_breaker(mut self, breaker: crate::aws::DynamoBreaker) -> Self {
+        self.breaker = Some(breaker);
+        self
     }
 }
 
@@ -400,6 +410,35 @@ impl Sender {
             };
         let parsed = reqwest::Url::parse(&url)
             .map_err(|_| Failure::Permanent("the endpoint URL is not a URL".into()))?;
+        let circuit = format!("{}#{endpoint_id}", company.as_str());
+        let now_ms = now_secs() * 1000;
+        let admission = match &self.breaker {
+            Some(breaker) => breaker
+                .admit(&circuit, now_ms)
+                .await
+                .unwrap_or_else(|error| {
+                    // The breaker protects endpoints, not correctness: deliver without it.
+                    tracing::warn!(%error, "circuit breaker unavailable; delivering anyway");
+                    Admission::Allowed
+                }),
+            None => Admission::Allowed,
+        };
+        if let Admission::Open { retry_after_secs } = admission {
+            let (tx, _) = connection.tenant_tx(&company).await.map_err(db)?;
+            tx.execute(
+                "INSERT INTO delivery_attempts (company_id, reminder_id, endpoint_id, attempt, error_class, next_retry_at)
+                 VALUES (get_current_company_id(), $1, $2, $3, 'circuit_open', now() + make_interval(secs => $4::float8))
+                 ON CONFLICT (reminder_id, attempt) DO NOTHING",
+                &[&job.reminder_id, &endpoint_id, &i32::try_from(attempt).unwrap_or(i32::MAX), &f64::from(retry_after_secs)],
+            )
+            .await
+            .map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            return Err(Failure::RetryAfter {
+                reason: "the endpoint's circuit is open".into(),
+                seconds: retry_after_secs,
+            });
+        }
         let delivery = if self.settings.production && refuses_literal(&parsed) {
             Delivery {
                 status: None,
@@ -410,6 +449,24 @@ impl Sender {
         } else {
             self.post(&url, job, &secret, payload).await
         };
+        if let Some(breaker) = &self.breaker {
+            let unhealthy = matches!(delivery.status, Some(408 | 425 | 429 | 500..=599))
+                || matches!(
+                    delivery.error.as_deref(),
+                    Some("timeout" | "connection failed")
+                );
+            let probe = admission == Admission::Probe;
+            let recorded = if unhealthy {
+                breaker.failed(&circuit, probe, now_ms).await.map(|_| ())
+            } else if delivery.status.is_some() {
+                breaker.succeeded(&circuit, now_ms).await
+            } else {
+                Ok(())
+            };
+            if let Err(error) = recorded {
+                tracing::warn!(%error, "could not record the delivery in the circuit breaker");
+            }
+        }
         let last_attempt = attempt >= self.settings.max_attempts;
         let (outcome, error_class): (Result<&'static str, Failure>, Option<&str>) =
             match (delivery.status, delivery.error.as_deref()) {
@@ -522,6 +579,8 @@ pub use lambda_runtime::Error;
 pub struct SendSettings {
     pub database: crate::db::DbSettings,
     pub dlq_url: String,
+    /// The circuit breaker's DynamoDB table (none: no breaker).
+    pub breaker_table: Option<String>,
     pub keys: KeyRing,
     pub sender: SenderSettings,
 }
@@ -532,6 +591,7 @@ impl SendSettings {
         Ok(Self {
             database: crate::db::DbSettings::new(config::required(env, "DATABASE_URL")?),
             dlq_url: config::required(env, "REMINDERS_DLQ_URL")?,
+            breaker_table: env.get("BREAKER_TABLE").filter(|t| !t.is_empty()),
             keys: config::key_ring(env)?,
             sender: SenderSettings {
                 production: env.get("INLET_ENV").as_deref() == Some("production"),
@@ -623,7 +683,16 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
             backoff: crate::consumer::Backoff::default(),
         },
         database: crate::db::Database::new(settings.database),
-        sender: Sender::new(settings.sender, settings.keys)?,
+        sender: match settings.breaker_table {
+            Some(table) => Sender::new(settings.sender, settings.keys)?.with_breaker(
+                crate::aws::DynamoBreaker::new(
+                    aws_sdk_dynamodb::Client::new(&sdk),
+                    table,
+                    crate::aws::BreakerPolicy::default(),
+                ),
+            ),
+            None => Sender::new(settings.sender, settings.keys)?,
+        },
         metrics: Arc::new(crate::metrics::Stdout),
     };
     let processor = &processor;

@@ -392,3 +392,98 @@ async fn a_reminder_link_counts_one_click_and_redirects_to_the_recovery_url() {
         assert_eq!((status, location), (404, None), "{bad}");
     }
 }
+
+#[tokio::test]
+async fn an_endpoint_that_keeps_failing_opens_its_circuit_which_half_opens_and_closes_on_success() {
+    use inlet_common::aws::{BreakerPolicy, DynamoBreaker};
+    let receiver = Arc::new(Receiver::default());
+    receiver
+        .script
+        .lock()
+        .unwrap()
+        .extend([(503, None), (503, None)]);
+    let url = serve(receiver.clone()).await;
+    let (db, job) = setup(&url).await;
+
+    // The breaker's table, shaped as template.yaml's CircuitBreakerTable.
+    let fx = inlet_common::testing::AwsFixture::create().await;
+    let table = format!("breaker_{}", fx.sources_table);
+    {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        };
+        fx.dynamodb
+            .create_table()
+            .table_name(&table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("key")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("key")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let policy = BreakerPolicy {
+        threshold: 2,
+        cool_down: Duration::from_secs(1),
+        probe_lease: Duration::from_secs(5),
+    };
+    let first = sender(false).with_breaker(DynamoBreaker::new(fx.dynamodb.clone(), &table, policy));
+    let mut connection = Connection::from(db.app().await);
+    for attempt in 1..=2 {
+        assert!(
+            matches!(
+                first.deliver(&mut connection, &job, attempt).await,
+                Err(Failure::Transient(_))
+            ),
+            "attempt {attempt}"
+        );
+    }
+    // Open: fails fast, nothing reaches the endpoint.
+    let fast = first.deliver(&mut connection, &job, 3).await;
+    assert!(
+        matches!(&fast, Err(Failure::RetryAfter { reason, seconds }) if reason.contains("circuit is open") && (1..=2).contains(seconds)),
+        "{fast:?}"
+    );
+    assert_eq!(receiver.delivered.lock().unwrap().len(), 2);
+    // A second container sees the same open circuit.
+    let other = sender(false).with_breaker(DynamoBreaker::new(fx.dynamodb.clone(), &table, policy));
+    assert!(matches!(
+        other.deliver(&mut connection, &job, 3).await,
+        Err(Failure::RetryAfter { .. })
+    ));
+
+    // After the cool-down one probe goes out; it succeeds and the circuit closes.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    assert_eq!(first.deliver(&mut connection, &job, 4).await, Ok("sent"));
+    assert_eq!(receiver.delivered.lock().unwrap().len(), 3);
+    let state = fx
+        .dynamodb
+        .get_item()
+        .table_name(&table)
+        .key(
+            "key",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("{COMPANY}#1")),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(state["state"].as_s().unwrap(), "closed");
+    assert_eq!(
+        one(&db, "SELECT string_agg(coalesce(error_class, 'ok'), ',' ORDER BY attempt) FROM delivery_attempts").await,
+        "transient,transient,circuit_open,ok"
+    );
+}
