@@ -93,14 +93,15 @@ async fn claim_and_enqueue(
     connection: &mut Connection,
     queue: &impl ReminderQueue,
     limit: i32,
+    at_ms: i64,
 ) -> Result<RunStats, Failure> {
     let tx = connection.tx().await.map_err(|e| failure_for(&e))?;
     let rows = tx
         .query(
             "SELECT reminder_id, company_id, case_id,
                     to_char(due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), attempt
-               FROM claim_due_reminders(now(), $1)",
-            &[&limit],
+               FROM claim_due_reminders(to_timestamp($2::int8 / 1000.0), $1)",
+            &[&limit, &at_ms],
         )
         .await
         .map_err(|e| failure_for(&e))?;
@@ -153,17 +154,19 @@ async fn claim_and_enqueue(
     })
 }
 
-/// Claims and enqueues until nothing is due, the budget is spent, or a claim enqueued nothing.
+/// Claims what is due at `at_ms` (epoch milliseconds: the run's clock) and enqueues it, until
+/// nothing is due, the budget is spent, or a claim enqueued nothing.
 pub async fn run_once(
     connection: &mut Connection,
     queue: &impl ReminderQueue,
     limit: i32,
     budget: Duration,
+    at_ms: i64,
 ) -> Result<RunStats, Failure> {
     let started = Instant::now();
     let mut total = RunStats::default();
     loop {
-        let stats = claim_and_enqueue(connection, queue, limit).await?;
+        let stats = claim_and_enqueue(connection, queue, limit, at_ms).await?;
         total.claimed += stats.claimed;
         total.enqueued += stats.enqueued;
         total.released += stats.released;
@@ -249,6 +252,7 @@ pub async fn run() -> Result<(), Error> {
                 queue,
                 settings.claim_limit,
                 settings.run_budget,
+                i64::try_from(metrics::now_ms()).unwrap_or(i64::MAX),
             )
             .await
             .map_err(|f| format!("{f:?}"))?;

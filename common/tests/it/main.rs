@@ -8,6 +8,7 @@ mod ledger;
 mod migrations;
 mod process_events;
 mod reminders_ab;
+mod reminders_flow;
 mod roles;
 mod schedule_reminders;
 mod send_reminders;

@@ -10,6 +10,10 @@ use inlet_common::domain::schedule_reminders::{
 use inlet_common::intake::StoreError;
 use inlet_common::testing::{AwsFixture, TestDb};
 
+fn now() -> i64 {
+    i64::try_from(inlet_common::metrics::now_ms()).unwrap()
+}
+
 /// 25 due reminders over two companies, and one due tomorrow.
 async fn setup() -> TestDb {
     let db = TestDb::create().await;
@@ -33,7 +37,7 @@ async fn setup() -> TestDb {
     db
 }
 
-async fn reminders_queue(fx: &AwsFixture) -> String {
+pub(crate) async fn reminders_queue(fx: &AwsFixture) -> String {
     let name = format!(
         "reminders_{}_{}",
         std::process::id(),
@@ -53,7 +57,7 @@ async fn reminders_queue(fx: &AwsFixture) -> String {
         .to_owned()
 }
 
-async fn drain(fx: &AwsFixture, url: &str) -> Vec<ReminderJob> {
+pub(crate) async fn drain(fx: &AwsFixture, url: &str) -> Vec<ReminderJob> {
     let mut jobs = Vec::new();
     loop {
         let received = fx
@@ -104,7 +108,7 @@ async fn two_scheduler_runs_at_once_enqueue_each_due_reminder_once() {
     let queue = SqsReminderQueue::new(fx.sqs.clone(), &url);
     let run = async || {
         let mut connection = Connection::from(db.app().await);
-        run_once(&mut connection, &queue, 7, Duration::from_secs(20))
+        run_once(&mut connection, &queue, 7, Duration::from_secs(20), now())
             .await
             .unwrap()
     };
@@ -155,7 +159,7 @@ async fn jobs_that_miss_the_queue_are_released_and_go_out_next_run_with_a_new_ke
     let queue = SqsReminderQueue::new(fx.sqs.clone(), &url);
     let mut connection = Connection::from(db.app().await);
 
-    let down = run_once(&mut connection, &Down, 100, Duration::from_secs(5))
+    let down = run_once(&mut connection, &Down, 100, Duration::from_secs(5), now())
         .await
         .unwrap();
     assert_eq!((down.claimed, down.enqueued, down.released), (25, 0, 25));
@@ -170,6 +174,7 @@ async fn jobs_that_miss_the_queue_are_released_and_go_out_next_run_with_a_new_ke
         &HalfBroken(&queue),
         100,
         Duration::from_secs(5),
+        now(),
     )
     .await
     .unwrap();
@@ -179,7 +184,7 @@ async fn jobs_that_miss_the_queue_are_released_and_go_out_next_run_with_a_new_ke
         .iter()
         .all(|j| j.reminder_id % 2 == 1 && j.attempt == 2));
 
-    let rest = run_once(&mut connection, &queue, 100, Duration::from_secs(5))
+    let rest = run_once(&mut connection, &queue, 100, Duration::from_secs(5), now())
         .await
         .unwrap();
     let second = drain(&fx, &url).await;

@@ -27,13 +27,13 @@ const COMPANY: &str = "co_remind";
 /// A company's endpoint: answers with the scripted statuses (then 200), records every verified
 /// delivery, and refuses (401) anything whose signature does not verify.
 #[derive(Default)]
-struct Receiver {
-    script: Mutex<VecDeque<(u16, Option<&'static str>)>>,
-    delivered: Mutex<Vec<(u16, Value)>>,
+pub(crate) struct Receiver {
+    pub(crate) script: Mutex<VecDeque<(u16, Option<&'static str>)>>,
+    pub(crate) delivered: Mutex<Vec<(u16, Value)>>,
     unsigned: Mutex<u32>,
 }
 
-async fn serve(receiver: Arc<Receiver>) -> String {
+pub(crate) async fn serve(receiver: Arc<Receiver>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -97,8 +97,32 @@ async fn serve(receiver: Arc<Receiver>) -> String {
     format!("http://{address}/hooks/recovery")
 }
 
-fn keys() -> KeyRing {
+pub(crate) fn keys() -> KeyRing {
     KeyRing::parse(TEST_KEYS, None).unwrap()
+}
+
+/// A webhook endpoint for `company` at `url`, its secret sealed as the CLI seals it.
+pub(crate) async fn add_endpoint(db: &TestDb, company: &str, url: &str) {
+    let admin = db.admin().await;
+    let row = admin
+        .query_one(
+            "INSERT INTO reminder_endpoints (company_id, channel, url) VALUES ($1, 'webhook', $2) RETURNING id",
+            &[&company, &url],
+        )
+        .await
+        .unwrap();
+    let endpoint_id: i64 = row.get(0);
+    let (key_id, sealed) = keys().seal_bytes(
+        SECRET.as_bytes(),
+        endpoint_secret_context(company, endpoint_id).as_bytes(),
+    );
+    admin
+        .execute(
+            "UPDATE reminder_endpoints SET secret_enc = $1, secret_key_id = $2 WHERE id = $3",
+            &[&sealed, &key_id, &endpoint_id],
+        )
+        .await
+        .unwrap();
 }
 
 /// A company with an open case, its reminder enqueued, a webhook endpoint at `url` and one
@@ -121,25 +145,7 @@ async fn setup(url: &str) -> (TestDb, ReminderJob) {
         ))
         .await
         .unwrap();
-    let row = admin
-        .query_one(
-            "INSERT INTO reminder_endpoints (company_id, channel, url) VALUES ($1, 'webhook', $2) RETURNING id",
-            &[&COMPANY, &url],
-        )
-        .await
-        .unwrap();
-    let endpoint_id: i64 = row.get(0);
-    let (key_id, sealed) = keys().seal_bytes(
-        SECRET.as_bytes(),
-        endpoint_secret_context(COMPANY, endpoint_id).as_bytes(),
-    );
-    admin
-        .execute(
-            "UPDATE reminder_endpoints SET secret_enc = $1, secret_key_id = $2 WHERE id = $3",
-            &[&sealed, &key_id, &endpoint_id],
-        )
-        .await
-        .unwrap();
+    add_endpoint(&db, COMPANY, url).await;
     let job = ReminderJob {
         key: ReminderJob::key_for(1, 1),
         reminder_id: 1,
@@ -151,7 +157,7 @@ async fn setup(url: &str) -> (TestDb, ReminderJob) {
     (db, job)
 }
 
-fn sender_with(production: bool, click_base_url: Option<&str>) -> Sender {
+pub(crate) fn sender_with(production: bool, click_base_url: Option<&str>) -> Sender {
     Sender::new(
         SenderSettings {
             production,

@@ -11,9 +11,9 @@ use inlet_common::intake::{BodyEncoding, Envelope, EnvelopeMeta};
 use inlet_common::testing::{TestDb, TEST_KEYS};
 use serde_json::{json, Value};
 
-const COMPANY: &str = "co_recovery";
+pub(crate) const COMPANY: &str = "co_recovery";
 
-async fn setup(settings: Value) -> TestDb {
+pub(crate) async fn setup(settings: Value) -> TestDb {
     let db = TestDb::create().await;
     db.admin()
         .await
@@ -27,7 +27,12 @@ async fn setup(settings: Value) -> TestDb {
 }
 
 /// A Stripe event as Stripe sends it, wrapped in an envelope as intake builds it.
-fn stripe(event_id: &str, event_type: &str, at: &str, object: Value) -> Envelope<'static> {
+pub(crate) fn stripe(
+    event_id: &str,
+    event_type: &str,
+    at: &str,
+    object: Value,
+) -> Envelope<'static> {
     let created = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
         .unwrap()
         .unix_timestamp();
@@ -55,19 +60,19 @@ fn stripe(event_id: &str, event_type: &str, at: &str, object: Value) -> Envelope
     }
 }
 
-fn subscription(status: &str) -> Value {
+pub(crate) fn subscription(status: &str) -> Value {
     json!({"id": "sub_1", "object": "subscription", "customer": "cus_1", "status": status,
            "current_period_end": 1_711_929_600,
            "items": {"object": "list", "data": [{"id": "si_1", "price": {"id": "price_pro", "unit_amount": 4900}}]}})
 }
 
-fn invoice(id: &str, status: &str) -> Value {
+pub(crate) fn invoice(id: &str, status: &str) -> Value {
     json!({"id": id, "object": "invoice", "customer": "cus_1", "subscription": "sub_1", "status": status,
            "amount_due": 4900, "amount_paid": if status == "paid" { 4900 } else { 0 }, "currency": "usd",
            "customer_email": "ada@example.com", "attempt_count": 1})
 }
 
-async fn run(db: &TestDb, events: &[Envelope<'static>]) -> Vec<Processed> {
+pub(crate) async fn run(db: &TestDb, events: &[Envelope<'static>]) -> Vec<Processed> {
     let mut app = inlet_common::db::Connection::from(db.app().await);
     let keys = KeyRing::parse(TEST_KEYS, None).unwrap();
     let projections = projections();
@@ -78,7 +83,7 @@ async fn run(db: &TestDb, events: &[Envelope<'static>]) -> Vec<Processed> {
     outcomes
 }
 
-async fn rows(db: &TestDb, sql: &str) -> Vec<tokio_postgres::Row> {
+pub(crate) async fn rows(db: &TestDb, sql: &str) -> Vec<tokio_postgres::Row> {
     db.admin().await.query(sql, &[]).await.unwrap()
 }
 
