@@ -87,8 +87,8 @@ pub(crate) async fn rows(db: &TestDb, sql: &str) -> Vec<tokio_postgres::Row> {
     db.admin().await.query(sql, &[]).await.unwrap()
 }
 
-#[tokio::test]
-async fn a_failed_payment_opens_a_case_with_reminders_and_the_next_payment_recovers_it() {
+/// An active subscription whose invoice failed at 2024-03-01 11:00: an open case.
+async fn subscribed_then_failed() -> TestDb {
     let db = setup(json!({})).await;
     run(
         &db,
@@ -108,6 +108,12 @@ async fn a_failed_payment_opens_a_case_with_reminders_and_the_next_payment_recov
         ],
     )
     .await;
+    db
+}
+
+#[tokio::test]
+async fn a_failed_payment_opens_a_case_with_reminders_and_the_next_payment_recovers_it() {
+    let db = subscribed_then_failed().await;
     let case = &rows(
         &db,
         "SELECT status, amount_at_risk, currency, opened_by_payment FROM recovery_cases",
@@ -387,25 +393,7 @@ async fn events_for_one_subscription_out_of_order_end_in_the_in_order_state() {
 
 #[tokio::test]
 async fn a_recovery_is_attributed_to_the_last_variant_sent_before_the_payment() {
-    let db = setup(json!({})).await;
-    run(
-        &db,
-        &[
-            stripe(
-                "evt_sub",
-                "customer.subscription.created",
-                "2024-03-01T10:00:00Z",
-                subscription("active"),
-            ),
-            stripe(
-                "evt_fail",
-                "invoice.payment_failed",
-                "2024-03-01T11:00:00Z",
-                invoice("in_1", "open"),
-            ),
-        ],
-    )
-    .await;
+    let db = subscribed_then_failed().await;
     // Variant A went out first, then B, both before the payment; C only after it.
     db.admin()
         .await

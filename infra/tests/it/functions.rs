@@ -19,7 +19,7 @@ use serde_json::Value;
 /// Builds the webhook binaries (a no-op when they are fresh) and returns the directory. The
 /// command is the one `make test` runs first: another package selection would unify dependency
 /// features differently and rebuild everything.
-fn built_functions() -> PathBuf {
+pub(crate) fn built_functions() -> PathBuf {
     let status =
         std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["build", "--quiet", "--workspace", "--bins"])

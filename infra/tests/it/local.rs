@@ -20,20 +20,6 @@ fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
 }
 
-/// Builds every binary (a no-op when fresh; the command `make test` runs first).
-fn bin_dir() -> PathBuf {
-    let status =
-        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--quiet", "--workspace", "--bins"])
-            .status()
-            .expect("run cargo build");
-    assert!(status.success(), "building the binaries failed");
-    Path::new(env!("CARGO_BIN_EXE_inlet"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
 fn unique_prefix(tag: &str) -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -63,7 +49,7 @@ impl Stack {
             ])
             .arg(template)
             .arg("--bin-dir")
-            .arg(bin_dir())
+            .arg(crate::functions::built_functions())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
