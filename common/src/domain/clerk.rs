@@ -40,7 +40,14 @@ fn primary_email(user: &Value) -> Option<&str> {
 fn user_upserted<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
     Box::pin(async move {
         let user = data(event)?;
-        upsert_member(tx, PROVIDER, required(user, "/id")?, primary_email(user)).await
+        upsert_member(
+            tx,
+            event,
+            PROVIDER,
+            required(user, "/id")?,
+            primary_email(user),
+        )
+        .await
     })
 }
 

@@ -47,6 +47,8 @@ impl Processed {
 /// What a projection sees: the envelope and its body parsed once.
 pub struct Event<'a> {
     pub envelope: &'a Envelope<'a>,
+    /// For sealing personal data a projection keeps (a member's email).
+    pub keys: &'a KeyRing,
     /// The body as JSON (`Null` when it is not JSON, e.g. a Slack form).
     pub payload: Value,
 }
@@ -198,7 +200,15 @@ pub async fn process(
         }
     };
     if let (Processed::Applied, Some(project)) = (outcome, project) {
-        project(&tx, &Event { envelope, payload }).await?;
+        project(
+            &tx,
+            &Event {
+                envelope,
+                keys,
+                payload,
+            },
+        )
+        .await?;
     }
     tx.commit().await.map_err(db)?;
     Ok(outcome)

@@ -29,20 +29,38 @@ pub fn email_hash(email: &str) -> String {
     hex::encode(Sha256::digest(email.trim().to_lowercase().as_bytes()))
 }
 
+/// The sealing context of a member's email: a sealed value opens only on its own row.
+pub fn member_email_context(company_id: &str, provider: &str, external_id: &str) -> String {
+    format!("member_email/{company_id}/{provider}/{external_id}")
+}
+
 /// Creates or refreshes a member. Safe against a concurrent writer (another consumer, or the
-/// application creating the same user itself): the primary key decides, nobody errors.
+/// application creating the same user itself): the primary key decides, nobody errors. The
+/// email is kept as a hash for lookups and sealed for the reminder email channel.
 pub async fn upsert_member(
     tx: &Tx<'_>,
+    event: &super::Event<'_>,
     provider: &str,
     external_id: &str,
     email: Option<&str>,
 ) -> Result<(), Failure> {
+    let email = email.map(str::trim).filter(|e| !e.is_empty());
+    let sealed = email.map(|address| {
+        let context = member_email_context(&event.envelope.meta.company_id, provider, external_id);
+        event
+            .keys
+            .seal_bytes(address.as_bytes(), context.as_bytes())
+    });
+    let (key_id, sealed) = sealed.map_or((None, None), |(k, b)| (Some(k), Some(b)));
     tx.execute(
-        "INSERT INTO members (company_id, provider, external_id, email_hash)
-         VALUES (get_current_company_id(), $1, $2, $3)
+        "INSERT INTO members (company_id, provider, external_id, email_hash, email_enc, email_key_id)
+         VALUES (get_current_company_id(), $1, $2, $3, $4, $5)
          ON CONFLICT (company_id, provider, external_id)
-         DO UPDATE SET email_hash = coalesce(EXCLUDED.email_hash, members.email_hash), status = 'active'",
-        &[&provider, &external_id, &email.map(email_hash)],
+         DO UPDATE SET email_hash = coalesce(EXCLUDED.email_hash, members.email_hash),
+                       email_enc = coalesce(EXCLUDED.email_enc, members.email_enc),
+                       email_key_id = coalesce(EXCLUDED.email_key_id, members.email_key_id),
+                       status = 'active'",
+        &[&provider, &external_id, &email.map(email_hash), &sealed, &key_id],
     )
     .await
     .map_err(db)?;
@@ -54,7 +72,7 @@ pub async fn delete_member(tx: &Tx<'_>, provider: &str, external_id: &str) -> Re
     tx.execute(
         "INSERT INTO members (company_id, provider, external_id, status)
          VALUES (get_current_company_id(), $1, $2, 'deleted')
-         ON CONFLICT (company_id, provider, external_id) DO UPDATE SET status = 'deleted', email_hash = NULL",
+         ON CONFLICT (company_id, provider, external_id) DO UPDATE SET status = 'deleted', email_hash = NULL, email_enc = NULL, email_key_id = NULL",
         &[&provider, &external_id],
     )
     .await

@@ -57,6 +57,7 @@ fn customer_upserted<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFutu
         let customer = object(event)?;
         upsert_member(
             tx,
+            event,
             PROVIDER,
             required(customer, "/id")?,
             text(customer, "/email"),
@@ -202,6 +203,7 @@ fn checkout_completed<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFut
         };
         upsert_member(
             tx,
+            event,
             PROVIDER,
             customer,
             text(session, "/customer_details/email"),

@@ -48,7 +48,7 @@ fn membership_changed<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFut
         };
         let user = text(membership, "/user/id");
         if let Some(user) = user {
-            upsert_member(tx, PROVIDER, user, text(membership, "/user/email")).await?;
+            upsert_member(tx, event, PROVIDER, user, text(membership, "/user/email")).await?;
         }
         upsert_membership(
             tx,

@@ -174,7 +174,7 @@ fn clerk_user(email: &str) -> Value {
 }
 
 #[tokio::test]
-async fn clerk_users_become_members_and_deletion_forgets_the_email_hash() {
+async fn clerk_users_become_members_with_a_sealed_email_and_deletion_forgets_it() {
     let db = setup().await;
     run(
         &db,
@@ -194,6 +194,23 @@ async fn clerk_users_become_members_and_deletion_forgets_the_email_hash() {
     .await
     .get(0);
     assert_eq!(hash, email_hash("ada@example.com"));
+    let sealed = one(
+        &db,
+        "SELECT email_enc, email_key_id FROM members WHERE provider = 'clerk'",
+    )
+    .await;
+    let (bytes, key_id): (Vec<u8>, String) = (sealed.get(0), sealed.get(1));
+    assert!(
+        !String::from_utf8_lossy(&bytes).contains("ada@"),
+        "sealed, not stored in the clear"
+    );
+    let context =
+        inlet_common::domain::members::member_email_context(COMPANY, "clerk", "user_2abc");
+    let opened = KeyRing::parse(TEST_KEYS, None)
+        .unwrap()
+        .open_bytes(&key_id, &bytes, context.as_bytes())
+        .unwrap();
+    assert_eq!(opened, b"ada@example.com");
     run(
         &db,
         &[event(
@@ -207,11 +224,12 @@ async fn clerk_users_become_members_and_deletion_forgets_the_email_hash() {
     .await;
     let row = one(
         &db,
-        "SELECT status, email_hash FROM members WHERE provider = 'clerk'",
+        "SELECT status, email_hash, email_enc FROM members WHERE provider = 'clerk'",
     )
     .await;
     assert_eq!(row.get::<_, String>(0), "deleted");
     assert_eq!(row.get::<_, Option<String>>(1), None);
+    assert_eq!(row.get::<_, Option<Vec<u8>>>(2), None);
 }
 
 #[tokio::test]
