@@ -122,6 +122,8 @@ pub struct Sender {
     pub keys: KeyRing,
     /// Shared per-endpoint circuit (None: every delivery is attempted).
     breaker: Option<crate::aws::DynamoBreaker>,
+    /// Amazon SES, for companies whose channel is email.
+    email: Option<aws_sdk_sesv2::Client>,
 }
 
 /// Literal private addresses in the URL itself (no DNS involved) are refused up front.
@@ -150,7 +152,14 @@ impl Sender {
             settings,
             keys,
             breaker: None,
+            email: None,
         })
+    }
+
+    /// Delivers the email channel through SES.
+    pub fn with_email(mut self, client: aws_sdk_sesv2::Client) -> Self {
+        self.email = Some(client);
+        self
     }
 
     /// Shares each endpoint's circuit through `breaker`.
@@ -182,10 +191,23 @@ enum Prepared {
     Done(&'static str),
     Deliver {
         endpoint_id: i64,
+        target: Target,
+        variant_id: Option<i64>,
+    },
+}
+
+/// Where a rendered reminder goes.
+enum Target {
+    Webhook {
         url: String,
         secret: String,
-        variant_id: Option<i64>,
         payload: Vec<u8>,
+    },
+    Email {
+        from: String,
+        to: String,
+        subject: String,
+        body: String,
     },
 }
 
@@ -269,11 +291,17 @@ impl Sender {
             return Ok(Prepared::Done("case closed; reminder cancelled"));
         }
         let settings: Value = row.get(5);
+        // The company's channel: `settings.reminder_channel`, else its first active endpoint.
+        let preferred = settings
+            .get("reminder_channel")
+            .and_then(Value::as_str)
+            .unwrap_or("webhook")
+            .to_owned();
         let endpoint = tx
             .query_opt(
-                "SELECT id, url, secret_enc, secret_key_id FROM reminder_endpoints
-                  WHERE channel = 'webhook' AND status = 'active' ORDER BY id LIMIT 1",
-                &[],
+                "SELECT id, channel, url, secret_enc, secret_key_id, email_from FROM reminder_endpoints
+                  WHERE status = 'active' ORDER BY (channel = $1) DESC, id LIMIT 1",
+                &[&preferred],
             )
             .await
             .map_err(db)?;
@@ -286,32 +314,69 @@ impl Sender {
             .map_err(db)?;
             tx.commit().await.map_err(db)?;
             return Err(Failure::Permanent(
-                "the company has no active webhook endpoint".into(),
+                "the company has no active reminder endpoint".into(),
             ));
         };
         let endpoint_id: i64 = endpoint.get(0);
-        let sealed: Option<Vec<u8>> = endpoint.get(2);
-        let key_id: Option<String> = endpoint.get(3);
-        let context = endpoint_secret_context(company.as_str(), endpoint_id);
-        let secret = match (sealed, key_id) {
-            (Some(sealed), Some(key_id)) => self
+        let channel: String = endpoint.get(1);
+        let open = |sealed: Option<Vec<u8>>, key_id: Option<String>, context: String| {
+            let (sealed, key_id) = sealed.zip(key_id)?;
+            let bytes = self
                 .keys
                 .open_bytes(&key_id, &sealed, context.as_bytes())
-                .ok()
-                .and_then(|bytes| String::from_utf8(bytes).ok())
-                .ok_or_else(|| Failure::Permanent("the endpoint secret cannot be opened".into()))?,
-            _ => {
-                return Err(Failure::Permanent(
-                    "the endpoint has no signing secret".into(),
-                ))
-            }
+                .ok()?;
+            String::from_utf8(bytes).ok()
+        };
+        // Webhook: the endpoint's signing secret. Email: the member's sealed address.
+        let secret_or_address = if channel == "email" {
+            let member = tx
+                .query_opt(
+                    "SELECT mb.provider, mb.external_id, mb.email_enc, mb.email_key_id
+                       FROM recovery_cases c
+                       JOIN memberships m ON m.company_id = c.company_id AND m.provider = c.provider
+                            AND m.external_id = c.membership_external_id
+                       JOIN members mb ON mb.company_id = m.company_id AND mb.provider = m.provider
+                            AND mb.external_id = m.member_external_id AND mb.status = 'active'
+                      WHERE c.id = $1",
+                    &[&job.case_id],
+                )
+                .await
+                .map_err(db)?;
+            member.and_then(|m| {
+                let context = super::members::member_email_context(
+                    company.as_str(),
+                    &m.get::<_, String>(0),
+                    &m.get::<_, String>(1),
+                );
+                open(m.get(2), m.get(3), context)
+            })
+        } else {
+            open(
+                endpoint.get(3),
+                endpoint.get(4),
+                endpoint_secret_context(company.as_str(), endpoint_id),
+            )
+        };
+        let Some(secret_or_address) = secret_or_address else {
+            tx.execute(
+                "UPDATE reminders SET status = 'failed' WHERE id = $1",
+                &[&job.reminder_id],
+            )
+            .await
+            .map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            return Err(Failure::Permanent(if channel == "email" {
+                "no email address is known for this member".into()
+            } else {
+                "the endpoint's signing secret cannot be opened".into()
+            }));
         };
         let variants = tx
             .query(
                 "SELECT v.id, v.weight::float8, v.subject_template, v.body_template, p.sends, p.conversions
                    FROM ab_test_variants v JOIN ab_test_performance p ON p.variant_id = v.id
-                  WHERE v.active AND v.channel = 'webhook' ORDER BY v.id",
-                &[],
+                  WHERE v.active AND v.channel = $1 ORDER BY v.id",
+                &[&channel],
             )
             .await
             .map_err(db)?;
@@ -366,26 +431,108 @@ impl Sender {
             ("company_name", row.get(4)),
             ("days_overdue", row.get::<_, i64>(7).to_string()),
         ]);
-        let payload = json!({
-            "type": "recovery.reminder",
-            "timestamp": now_secs(),
-            "data": {
-                "reminder_id": job.reminder_id,
-                "case_id": job.case_id,
-                "subject": render(&subject, &fields),
-                "body": render(&body, &fields),
-                "amount": fields["amount"],
-                "currency": fields["currency"],
-                "recovery_link": fields["recovery_link"],
+        let subject = render(&subject, &fields);
+        let body = render(&body, &fields);
+        let target = if channel == "email" {
+            Target::Email {
+                from: endpoint.get::<_, Option<String>>(5).unwrap_or_default(),
+                to: secret_or_address,
+                subject,
+                body,
             }
-        });
+        } else {
+            let payload = json!({
+                "type": "recovery.reminder",
+                "timestamp": now_secs(),
+                "data": {
+                    "reminder_id": job.reminder_id,
+                    "case_id": job.case_id,
+                    "subject": subject,
+                    "body": body,
+                    "amount": fields["amount"],
+                    "currency": fields["currency"],
+                    "recovery_link": fields["recovery_link"],
+                }
+            });
+            Target::Webhook {
+                url: endpoint.get(2),
+                secret: secret_or_address,
+                payload: payload.to_string().into_bytes(),
+            }
+        };
         Ok(Prepared::Deliver {
             endpoint_id,
-            url: endpoint.get(1),
-            secret,
+            target,
             variant_id: chosen,
-            payload: payload.to_string().into_bytes(),
         })
+    }
+
+    async fn send_email(&self, from: &str, to: &str, subject: &str, body: &str) -> Delivery {
+        use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
+        let started = Instant::now();
+        let Some(client) = &self.email else {
+            return Delivery {
+                status: None,
+                retry_after: None,
+                latency_ms: 0,
+                error: Some("rejected".to_owned()),
+            };
+        };
+        let text = |data: &str| Content::builder().data(data).charset("UTF-8").build();
+        let message = match (text(subject), text(body)) {
+            (Ok(subject), Ok(body)) => Message::builder()
+                .subject(subject)
+                .body(Body::builder().text(body).build())
+                .build(),
+            _ => {
+                return Delivery {
+                    status: None,
+                    retry_after: None,
+                    latency_ms: 0,
+                    error: Some("rejected".to_owned()),
+                }
+            }
+        };
+        let sent = client
+            .send_email()
+            .from_email_address(from)
+            .destination(Destination::builder().to_addresses(to).build())
+            .content(EmailContent::builder().simple(message).build())
+            .send()
+            .await;
+        let latency_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+        match sent {
+            Ok(_) => Delivery {
+                status: Some(200),
+                retry_after: None,
+                latency_ms,
+                error: None,
+            },
+            Err(error) => {
+                // A rejected message (unverified sender, bad address, suspended account) will
+                // be rejected again; throttling and network trouble pass.
+                let rejected = error.as_service_error().is_some_and(|e| {
+                    e.is_message_rejected()
+                        || e.is_mail_from_domain_not_verified_exception()
+                        || e.is_account_suspended_exception()
+                        || e.is_bad_request_exception()
+                });
+                tracing::warn!(error = %crate::aws::describe_error(&error), "email not accepted by SES");
+                Delivery {
+                    status: None,
+                    retry_after: None,
+                    latency_ms,
+                    error: Some(
+                        if rejected {
+                            "rejected"
+                        } else {
+                            "connection failed"
+                        }
+                        .to_owned(),
+                    ),
+                }
+            }
+        }
     }
 
     /// Delivers one job; `attempt` is the record's receive count.
@@ -397,19 +544,15 @@ impl Sender {
     ) -> Result<&'static str, Failure> {
         let company = CompanyId::parse(&job.company_id)
             .map_err(|_| Failure::Permanent("invalid company id".into()))?;
-        let (endpoint_id, url, secret, variant_id, payload) =
+        let (endpoint_id, target, variant_id) =
             match self.prepare(connection, &company, job).await? {
                 Prepared::Done(what) => return Ok(what),
                 Prepared::Deliver {
                     endpoint_id,
-                    url,
-                    secret,
+                    target,
                     variant_id,
-                    payload,
-                } => (endpoint_id, url, secret, variant_id, payload),
+                } => (endpoint_id, target, variant_id),
             };
-        let parsed = reqwest::Url::parse(&url)
-            .map_err(|_| Failure::Permanent("the endpoint URL is not a URL".into()))?;
         let circuit = format!("{}#{endpoint_id}", company.as_str());
         let now_ms = now_secs() * 1000;
         let admission = match &self.breaker {
@@ -439,15 +582,31 @@ impl Sender {
                 seconds: retry_after_secs,
             });
         }
-        let delivery = if self.settings.production && refuses_literal(&parsed) {
-            Delivery {
-                status: None,
-                retry_after: None,
-                latency_ms: 0,
-                error: Some("private address refused".to_owned()),
+        let delivery = match target {
+            Target::Webhook {
+                url,
+                secret,
+                payload,
+            } => {
+                let parsed = reqwest::Url::parse(&url)
+                    .map_err(|_| Failure::Permanent("the endpoint URL is not a URL".into()))?;
+                if self.settings.production && refuses_literal(&parsed) {
+                    Delivery {
+                        status: None,
+                        retry_after: None,
+                        latency_ms: 0,
+                        error: Some("private address refused".to_owned()),
+                    }
+                } else {
+                    self.post(&url, job, &secret, payload).await
+                }
             }
-        } else {
-            self.post(&url, job, &secret, payload).await
+            Target::Email {
+                from,
+                to,
+                subject,
+                body,
+            } => self.send_email(&from, &to, &subject, &body).await,
         };
         if let Some(breaker) = &self.breaker {
             let unhealthy = matches!(delivery.status, Some(408 | 425 | 429 | 500..=599))
@@ -505,6 +664,10 @@ impl Sender {
                     Err(Failure::Permanent(format!(
                         "the endpoint answered {status}"
                     ))),
+                    Some("permanent"),
+                ),
+                (None, Some("rejected")) => (
+                    Err(Failure::Permanent("the email was rejected".into())),
                     Some("permanent"),
                 ),
                 (None, _) => (
@@ -683,15 +846,17 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
             backoff: crate::consumer::Backoff::default(),
         },
         database: crate::db::Database::new(settings.database),
-        sender: match settings.breaker_table {
-            Some(table) => Sender::new(settings.sender, settings.keys)?.with_breaker(
-                crate::aws::DynamoBreaker::new(
+        sender: {
+            let sender = Sender::new(settings.sender, settings.keys)?
+                .with_email(aws_sdk_sesv2::Client::new(&sdk));
+            match settings.breaker_table {
+                Some(table) => sender.with_breaker(crate::aws::DynamoBreaker::new(
                     aws_sdk_dynamodb::Client::new(&sdk),
                     table,
                     crate::aws::BreakerPolicy::default(),
-                ),
-            ),
-            None => Sender::new(settings.sender, settings.keys)?,
+                )),
+                None => sender,
+            }
         },
         metrics: Arc::new(crate::metrics::Stdout),
     };

@@ -493,3 +493,118 @@ async fn an_endpoint_that_keeps_failing_opens_its_circuit_which_half_opens_and_c
         "transient,transient,circuit_open,ok"
     );
 }
+
+/// Messages moto's SES has accepted (its inspection API), from `source`.
+async fn sent_emails(source: &str) -> Vec<Value> {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    let body = reqwest::get(format!("{endpoint}/moto-api/data.json"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let data: Value = serde_json::from_slice(&body).unwrap();
+    data["ses"]["Message"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m["source"] == source)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_email_channel_sends_through_ses_to_the_members_sealed_address() {
+    use crate::stripe_recovery::{invoice, run, setup as company, stripe, subscription, COMPANY};
+    let db = company(
+        serde_json::json!({"recovery_url": "https://pay.example/fix", "reminder_channel": "email"}),
+    )
+    .await;
+    run(
+        &db,
+        &[
+            stripe(
+                "evt_cus",
+                "customer.created",
+                "2024-03-01T09:00:00Z",
+                serde_json::json!({"id": "cus_1", "object": "customer", "email": "ada@example.com"}),
+            ),
+            stripe("evt_sub", "customer.subscription.created", "2024-03-01T10:00:00Z", subscription("active")),
+            stripe("evt_fail", "invoice.payment_failed", "2024-03-01T11:00:00Z", invoice("in_1", "open")),
+        ],
+    )
+    .await;
+    let unique = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let from = format!("billing{unique}@remind.example");
+    let admin = db.admin().await;
+    admin
+        .execute(
+            "INSERT INTO reminder_endpoints (company_id, channel, email_from) VALUES ($1, 'email', $2)",
+            &[&COMPANY, &from],
+        )
+        .await
+        .unwrap();
+    admin
+        .execute(
+            "INSERT INTO ab_test_variants (company_id, channel, name, subject_template, body_template)
+             VALUES ($1, 'email', 'plain', 'About your {{plan}} plan', 'Pay {{amount}} {{currency}}: {{recovery_link}}')",
+            &[&COMPANY],
+        )
+        .await
+        .unwrap();
+    let config = inlet_common::aws::sdk_config().await;
+    let ses = aws_sdk_sesv2::Client::new(&config);
+    ses.create_email_identity()
+        .email_identity(&from)
+        .send()
+        .await
+        .unwrap();
+    let reminders: Vec<(i64, i64)> = admin
+        .query(
+            "SELECT id, case_id FROM reminders ORDER BY offset_hours",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let job = |(reminder_id, case_id): (i64, i64)| ReminderJob {
+        key: ReminderJob::key_for(reminder_id, 1),
+        reminder_id,
+        company_id: COMPANY.into(),
+        case_id,
+        due_at: "2024-03-01T11:00:00Z".into(),
+        attempt: 1,
+    };
+    let sender = sender(false).with_email(ses.clone());
+    let mut connection = Connection::from(db.app().await);
+    assert_eq!(
+        sender.deliver(&mut connection, &job(reminders[0]), 1).await,
+        Ok("sent")
+    );
+    let sent = sent_emails(&from).await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        sent[0]["destinations"]["ToAddresses"],
+        serde_json::json!(["ada@example.com"])
+    );
+    assert_eq!(sent[0]["subject"], "About your price_pro plan");
+    assert_eq!(sent[0]["body"], "Pay 49.00 USD: https://pay.example/fix");
+
+    // SES refuses an unverified sender: the reminder fails for good.
+    admin
+        .execute(
+            "UPDATE reminder_endpoints SET email_from = 'nobody@unverified.example'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        sender.deliver(&mut connection, &job(reminders[1]), 1).await,
+        Err(Failure::Permanent("the email was rejected".into()))
+    );
+}
