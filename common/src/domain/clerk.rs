@@ -5,7 +5,7 @@ use crate::db::Tx;
 use serde_json::Value;
 
 use super::ledger::{Event, ProjectionFuture, Projections};
-use super::members::{delete_member, required, text, upsert_member};
+use super::members::{delete_member, required, text, upsert_member, Contact};
 use crate::consumer::Failure;
 
 const PROVIDER: &str = "clerk";
@@ -45,7 +45,10 @@ fn user_upserted<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFuture<'
             event,
             PROVIDER,
             required(user, "/id")?,
-            primary_email(user),
+            Contact {
+                email: primary_email(user),
+                name: text(user, "/first_name"),
+            },
         )
         .await
     })

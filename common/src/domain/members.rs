@@ -34,6 +34,18 @@ pub fn member_email_context(company_id: &str, provider: &str, external_id: &str)
     format!("member_email/{company_id}/{provider}/{external_id}")
 }
 
+/// The sealing context of a member's display name.
+pub fn member_name_context(company_id: &str, provider: &str, external_id: &str) -> String {
+    format!("member_name/{company_id}/{provider}/{external_id}")
+}
+
+/// What a provider tells about a member: both kept only sealed (the email also as a hash).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Contact<'a> {
+    pub email: Option<&'a str>,
+    pub name: Option<&'a str>,
+}
+
 /// Creates or refreshes a member. Safe against a concurrent writer (another consumer, or the
 /// application creating the same user itself): the primary key decides, nobody errors. The
 /// email is kept as a hash for lookups and sealed for the reminder email channel.
@@ -42,25 +54,40 @@ pub async fn upsert_member(
     event: &super::Event<'_>,
     provider: &str,
     external_id: &str,
-    email: Option<&str>,
+    contact: Contact<'_>,
 ) -> Result<(), Failure> {
-    let email = email.map(str::trim).filter(|e| !e.is_empty());
-    let sealed = email.map(|address| {
-        let context = member_email_context(&event.envelope.meta.company_id, provider, external_id);
-        event
-            .keys
-            .seal_bytes(address.as_bytes(), context.as_bytes())
-    });
-    let (key_id, sealed) = sealed.map_or((None, None), |(k, b)| (Some(k), Some(b)));
+    let company = &event.envelope.meta.company_id;
+    let seal = |value: Option<&str>, context: String| {
+        value
+            .map(|v| event.keys.seal_bytes(v.as_bytes(), context.as_bytes()))
+            .map_or((None, None), |(k, b)| (Some(k), Some(b)))
+    };
+    let clean = |v: Option<&'_ str>| {
+        v.map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let (email, name) = (clean(contact.email), clean(contact.name));
+    let (email_key, email_enc) = seal(
+        email.as_deref(),
+        member_email_context(company, provider, external_id),
+    );
+    let (name_key, name_enc) = seal(
+        name.as_deref(),
+        member_name_context(company, provider, external_id),
+    );
     tx.execute(
-        "INSERT INTO members (company_id, provider, external_id, email_hash, email_enc, email_key_id)
-         VALUES (get_current_company_id(), $1, $2, $3, $4, $5)
+        "INSERT INTO members (company_id, provider, external_id, email_hash, email_enc, email_key_id,
+             name_enc, name_key_id)
+         VALUES (get_current_company_id(), $1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (company_id, provider, external_id)
          DO UPDATE SET email_hash = coalesce(EXCLUDED.email_hash, members.email_hash),
                        email_enc = coalesce(EXCLUDED.email_enc, members.email_enc),
                        email_key_id = coalesce(EXCLUDED.email_key_id, members.email_key_id),
+                       name_enc = coalesce(EXCLUDED.name_enc, members.name_enc),
+                       name_key_id = coalesce(EXCLUDED.name_key_id, members.name_key_id),
                        status = 'active'",
-        &[&provider, &external_id, &email.map(email_hash), &sealed, &key_id],
+        &[&provider, &external_id, &email.as_deref().map(email_hash), &email_enc, &email_key, &name_enc, &name_key],
     )
     .await
     .map_err(db)?;
@@ -72,7 +99,8 @@ pub async fn delete_member(tx: &Tx<'_>, provider: &str, external_id: &str) -> Re
     tx.execute(
         "INSERT INTO members (company_id, provider, external_id, status)
          VALUES (get_current_company_id(), $1, $2, 'deleted')
-         ON CONFLICT (company_id, provider, external_id) DO UPDATE SET status = 'deleted', email_hash = NULL, email_enc = NULL, email_key_id = NULL",
+         ON CONFLICT (company_id, provider, external_id) DO UPDATE SET status = 'deleted', email_hash = NULL,
+             email_enc = NULL, email_key_id = NULL, name_enc = NULL, name_key_id = NULL",
         &[&provider, &external_id],
     )
     .await

@@ -327,29 +327,38 @@ impl Sender {
                 .ok()?;
             String::from_utf8(bytes).ok()
         };
-        // Webhook: the endpoint's signing secret. Email: the member's sealed address.
+        // The member behind the case, for {{member_name}} and the email channel.
+        let member = tx
+            .query_opt(
+                "SELECT mb.provider, mb.external_id, mb.email_enc, mb.email_key_id, mb.name_enc, mb.name_key_id
+                   FROM recovery_cases c
+                   JOIN memberships m ON m.company_id = c.company_id AND m.provider = c.provider
+                        AND m.external_id = c.membership_external_id
+                   JOIN members mb ON mb.company_id = m.company_id AND mb.provider = m.provider
+                        AND mb.external_id = m.member_external_id AND mb.status = 'active'
+                  WHERE c.id = $1",
+                &[&job.case_id],
+            )
+            .await
+            .map_err(db)?;
+        let (member_email, member_name) = member.map_or((None, None), |m| {
+            let (provider, external_id): (String, String) = (m.get(0), m.get(1));
+            (
+                open(
+                    m.get(2),
+                    m.get(3),
+                    super::members::member_email_context(company.as_str(), &provider, &external_id),
+                ),
+                open(
+                    m.get(4),
+                    m.get(5),
+                    super::members::member_name_context(company.as_str(), &provider, &external_id),
+                ),
+            )
+        });
+        // Webhook: the endpoint's signing secret. Email: the member's address.
         let secret_or_address = if channel == "email" {
-            let member = tx
-                .query_opt(
-                    "SELECT mb.provider, mb.external_id, mb.email_enc, mb.email_key_id
-                       FROM recovery_cases c
-                       JOIN memberships m ON m.company_id = c.company_id AND m.provider = c.provider
-                            AND m.external_id = c.membership_external_id
-                       JOIN members mb ON mb.company_id = m.company_id AND mb.provider = m.provider
-                            AND mb.external_id = m.member_external_id AND mb.status = 'active'
-                      WHERE c.id = $1",
-                    &[&job.case_id],
-                )
-                .await
-                .map_err(db)?;
-            member.and_then(|m| {
-                let context = super::members::member_email_context(
-                    company.as_str(),
-                    &m.get::<_, String>(0),
-                    &m.get::<_, String>(1),
-                );
-                open(m.get(2), m.get(3), context)
-            })
+            member_email
         } else {
             open(
                 endpoint.get(3),
@@ -423,7 +432,10 @@ impl Sender {
             _ => recovery_url.to_owned(),
         };
         let fields = BTreeMap::from([
-            ("member_name", "there".to_owned()),
+            (
+                "member_name",
+                member_name.unwrap_or_else(|| "there".to_owned()),
+            ),
             ("amount", decimal(row.get(2))),
             ("currency", row.get::<_, String>(3).to_uppercase()),
             ("plan", row.get::<_, Option<String>>(6).unwrap_or_default()),

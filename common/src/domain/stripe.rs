@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::ledger::{Event, ProjectionFuture, Projections};
 use super::members::{
     db, delete_member, membership_status, required, text, upsert_member, upsert_membership,
-    upsert_payment, MembershipState, PaymentRecord,
+    upsert_payment, Contact, MembershipState, PaymentRecord,
 };
 use super::recovery::{close_case, open_case, Closing, FailedPayment};
 use crate::consumer::Failure;
@@ -60,7 +60,10 @@ fn customer_upserted<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFutu
             event,
             PROVIDER,
             required(customer, "/id")?,
-            text(customer, "/email"),
+            Contact {
+                email: text(customer, "/email"),
+                name: text(customer, "/name"),
+            },
         )
         .await
     })
@@ -206,7 +209,10 @@ fn checkout_completed<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFut
             event,
             PROVIDER,
             customer,
-            text(session, "/customer_details/email"),
+            Contact {
+                email: text(session, "/customer_details/email"),
+                name: text(session, "/customer_details/name"),
+            },
         )
         .await?;
         if let Some(subscription) = text(session, "/subscription") {

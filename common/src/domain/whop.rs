@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::ledger::{Event, ProjectionFuture, Projections};
 use super::members::{
-    membership_status, required, text, upsert_member, upsert_membership, upsert_payment,
+    membership_status, required, text, upsert_member, upsert_membership, upsert_payment, Contact,
     MembershipState, PaymentRecord,
 };
 use super::recovery::{close_case, open_case, Closing, FailedPayment};
@@ -48,7 +48,11 @@ fn membership_changed<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFut
         };
         let user = text(membership, "/user/id");
         if let Some(user) = user {
-            upsert_member(tx, event, PROVIDER, user, text(membership, "/user/email")).await?;
+            let contact = Contact {
+                email: text(membership, "/user/email"),
+                name: text(membership, "/user/name").or_else(|| text(membership, "/user/username")),
+            };
+            upsert_member(tx, event, PROVIDER, user, contact).await?;
         }
         upsert_membership(
             tx,

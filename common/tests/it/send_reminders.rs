@@ -527,7 +527,7 @@ async fn the_email_channel_sends_through_ses_to_the_members_sealed_address() {
                 "evt_cus",
                 "customer.created",
                 "2024-03-01T09:00:00Z",
-                serde_json::json!({"id": "cus_1", "object": "customer", "email": "ada@example.com"}),
+                serde_json::json!({"id": "cus_1", "object": "customer", "email": "ada@example.com", "name": "Ada Lovelace"}),
             ),
             stripe("evt_sub", "customer.subscription.created", "2024-03-01T10:00:00Z", subscription("active")),
             stripe("evt_fail", "invoice.payment_failed", "2024-03-01T11:00:00Z", invoice("in_1", "open")),
@@ -550,7 +550,7 @@ async fn the_email_channel_sends_through_ses_to_the_members_sealed_address() {
     admin
         .execute(
             "INSERT INTO ab_test_variants (company_id, channel, name, subject_template, body_template)
-             VALUES ($1, 'email', 'plain', 'About your {{plan}} plan', 'Pay {{amount}} {{currency}}: {{recovery_link}}')",
+             VALUES ($1, 'email', 'plain', 'About your {{plan}} plan', 'Hi {{member_name}}, pay {{amount}} {{currency}}: {{recovery_link}}')",
             &[&COMPANY],
         )
         .await
@@ -593,7 +593,10 @@ async fn the_email_channel_sends_through_ses_to_the_members_sealed_address() {
         serde_json::json!(["ada@example.com"])
     );
     assert_eq!(sent[0]["subject"], "About your price_pro plan");
-    assert_eq!(sent[0]["body"], "Pay 49.00 USD: https://pay.example/fix");
+    assert_eq!(
+        sent[0]["body"],
+        "Hi Ada Lovelace, pay 49.00 USD: https://pay.example/fix"
+    );
 
     // SES refuses an unverified sender: the reminder fails for good.
     admin
