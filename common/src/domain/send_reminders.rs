@@ -20,7 +20,7 @@ use super::schedule_reminders::ReminderJob;
 use crate::aws::Admission;
 use crate::consumer::Failure;
 use crate::crypto::KeyRing;
-use crate::db::{failure_for, CompanyId, Connection, Tenant};
+use crate::db::{failure_for, CompanyId, Connection, Tenant, Tx};
 use crate::providers::{Provider, SigningSecret};
 
 /// What a reminder says when the company has no active variant.
@@ -186,6 +186,18 @@ fn db(error: tokio_postgres::Error) -> Failure {
     failure_for(&error)
 }
 
+/// A reminder that can never be delivered: marked failed, then dead-lettered with `reason`.
+async fn give_up<T>(tx: Tx<'_>, job: &ReminderJob, reason: &str) -> Result<T, Failure> {
+    tx.execute(
+        "UPDATE reminders SET status = 'failed' WHERE id = $1",
+        &[&job.reminder_id],
+    )
+    .await
+    .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Err(Failure::Permanent(reason.to_owned()))
+}
+
 /// What the first transaction found: everything the delivery needs, or why nothing is sent.
 enum Prepared {
     Done(&'static str),
@@ -306,16 +318,7 @@ impl Sender {
             .await
             .map_err(db)?;
         let Some(endpoint) = endpoint else {
-            tx.execute(
-                "UPDATE reminders SET status = 'failed' WHERE id = $1",
-                &[&job.reminder_id],
-            )
-            .await
-            .map_err(db)?;
-            tx.commit().await.map_err(db)?;
-            return Err(Failure::Permanent(
-                "the company has no active reminder endpoint".into(),
-            ));
+            return give_up(tx, job, "the company has no active reminder endpoint").await;
         };
         let endpoint_id: i64 = endpoint.get(0);
         let channel: String = endpoint.get(1);
@@ -367,18 +370,12 @@ impl Sender {
             )
         };
         let Some(secret_or_address) = secret_or_address else {
-            tx.execute(
-                "UPDATE reminders SET status = 'failed' WHERE id = $1",
-                &[&job.reminder_id],
-            )
-            .await
-            .map_err(db)?;
-            tx.commit().await.map_err(db)?;
-            return Err(Failure::Permanent(if channel == "email" {
-                "no email address is known for this member".into()
+            let reason = if channel == "email" {
+                "no email address is known for this member"
             } else {
-                "the endpoint's signing secret cannot be opened".into()
-            }));
+                "the endpoint's signing secret cannot be opened"
+            };
+            return give_up(tx, job, reason).await;
         };
         let variants = tx
             .query(
