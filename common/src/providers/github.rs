@@ -8,7 +8,7 @@ use http::HeaderMap;
 use serde::Deserialize;
 
 use super::scheme::{header, hex_tag, hmac_sha256, matches_any, raw_keys, required_header};
-use super::{clean_id, EventIdentity, IdentityError, SignatureError, SigningSecret};
+use super::{clean_id, parse_json, EventIdentity, IdentityError, SignatureError, SigningSecret};
 
 pub(crate) const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 
@@ -44,8 +44,7 @@ pub(crate) fn identify(headers: &HeaderMap, body: &[u8]) -> Result<EventIdentity
         text("x-github-delivery").ok_or(IdentityError::MissingField("X-GitHub-Delivery header"))?;
     let event =
         text("x-github-event").ok_or(IdentityError::MissingField("X-GitHub-Event header"))?;
-    let action = serde_json::from_slice::<Action>(body)
-        .map_err(|_| IdentityError::InvalidJson)?
+    let action = parse_json::<Action>(body)?
         .action
         .and_then(|a| clean_id(&a));
     Ok(EventIdentity {

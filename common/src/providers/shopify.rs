@@ -7,7 +7,7 @@ use http::HeaderMap;
 use serde::Deserialize;
 
 use super::scheme::{base64_tag, header, hmac_sha256, matches_any, raw_keys, required_header};
-use super::{clean_id, EventIdentity, IdentityError, SignatureError, SigningSecret};
+use super::{clean_id, parse_json, EventIdentity, IdentityError, SignatureError, SigningSecret};
 
 pub(crate) const SIGNATURE_HEADER: &str = "x-shopify-hmac-sha256";
 
@@ -36,8 +36,7 @@ pub(crate) fn identify(headers: &HeaderMap, body: &[u8]) -> Result<EventIdentity
         .ok_or(IdentityError::MissingField("X-Shopify-Webhook-Id header"))?;
     let topic =
         text("x-shopify-topic").ok_or(IdentityError::MissingField("X-Shopify-Topic header"))?;
-    let resource: Resource =
-        serde_json::from_slice(body).map_err(|_| IdentityError::InvalidJson)?;
+    let resource: Resource = parse_json(body)?;
     let object_id = match resource.id {
         Some(serde_json::Value::Number(n)) => Some(n.to_string()),
         Some(serde_json::Value::String(s)) => clean_id(&s),

@@ -10,7 +10,10 @@ use serde::Deserialize;
 use super::scheme::{
     check_timestamp, header, hex_tag, hmac_sha256, matches_any, raw_keys, required_header,
 };
-use super::{clean_id, EventIdentity, IdentityError, SignatureError, SigningSecret, VerifyOptions};
+use super::{
+    clean_id, parse_json, EventIdentity, IdentityError, SignatureError, SigningSecret,
+    VerifyOptions,
+};
 
 pub(crate) const SIGNATURE_HEADER: &str = "x-slack-signature";
 pub(crate) const TIMESTAMP_HEADER: &str = "x-slack-request-timestamp";
@@ -89,8 +92,7 @@ pub(crate) fn handshake(body: &[u8]) -> Option<String> {
 
 pub(crate) fn identify(_headers: &HeaderMap, body: &[u8]) -> Result<EventIdentity, IdentityError> {
     if is_json(body) {
-        let event: EventsApi =
-            serde_json::from_slice(body).map_err(|_| IdentityError::InvalidJson)?;
+        let event: EventsApi = parse_json(body)?;
         let event_type = event
             .event
             .and_then(|e| e.kind)

@@ -13,7 +13,10 @@ use super::scheme::{
     base64_tag, check_timestamp, header, hmac_sha256, matches_any, required_header, Tag,
     MAX_SIGNATURES,
 };
-use super::{clean_id, EventIdentity, IdentityError, SignatureError, SigningSecret, VerifyOptions};
+use super::{
+    clean_id, parse_json, EventIdentity, IdentityError, SignatureError, SigningSecret,
+    VerifyOptions,
+};
 
 /// The two header families: the standard's and Svix's (which Clerk sends).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,7 +166,7 @@ pub(crate) fn identify_payload(
         .flatten()
         .and_then(clean_id)
         .ok_or(IdentityError::MissingField("event id header"))?;
-    let payload: Payload = serde_json::from_slice(body).map_err(|_| IdentityError::InvalidJson)?;
+    let payload: Payload = parse_json(body)?;
     let event_type = payload
         .kind
         .and_then(|t| clean_id(&t))

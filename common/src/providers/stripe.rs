@@ -10,7 +10,10 @@ use super::scheme::{
     check_timestamp, hex_tag, hmac_sha256, matches_any, raw_keys, required_header, Tag,
     MAX_SIGNATURES,
 };
-use super::{clean_id, EventIdentity, IdentityError, SignatureError, SigningSecret, VerifyOptions};
+use super::{
+    clean_id, parse_json, EventIdentity, IdentityError, SignatureError, SigningSecret,
+    VerifyOptions,
+};
 
 pub(crate) const SIGNATURE_HEADER: &str = "stripe-signature";
 
@@ -91,8 +94,7 @@ struct StripeObject<'a> {
 }
 
 pub(crate) fn identify(body: &[u8]) -> Result<EventIdentity, IdentityError> {
-    let event: StripeEvent =
-        serde_json::from_slice(body).map_err(|_| IdentityError::InvalidJson)?;
+    let event: StripeEvent = parse_json(body)?;
     let object = event.data.and_then(|d| d.object);
     let (object_type, object_id) = match object {
         Some(o) => (

@@ -11,7 +11,10 @@ use sha2::{Digest, Sha256};
 use super::scheme::{check_timestamp, matches_any, raw_keys, required_header};
 use super::standard::{self, Headers};
 use super::stripe::parse_t_v1;
-use super::{clean_id, EventIdentity, IdentityError, SignatureError, SigningSecret, VerifyOptions};
+use super::{
+    clean_id, parse_json, EventIdentity, IdentityError, SignatureError, SigningSecret,
+    VerifyOptions,
+};
 
 pub(crate) const LEGACY_HEADER: &str = "x-whop-signature";
 
@@ -79,8 +82,7 @@ pub(crate) fn identify(headers: &HeaderMap, body: &[u8]) -> Result<EventIdentity
     }
     // Legacy events carry `action` and no delivery id: the body's own id if present, else a
     // digest of the body (a provider retry resends the same bytes, so it dedupes).
-    let payload: LegacyPayload =
-        serde_json::from_slice(body).map_err(|_| IdentityError::InvalidJson)?;
+    let payload: LegacyPayload = parse_json(body)?;
     let event_type = payload
         .action
         .and_then(|a| clean_id(&a))
