@@ -123,7 +123,7 @@ fn batches(bodies: &[String]) -> Vec<SqsEvent> {
 
 async fn reset(admin: &tokio_postgres::Client) -> anyhow::Result<()> {
     admin
-        .batch_execute("TRUNCATE webhook_events, object_versions, reminders, recovery_cases, payments, memberships, members")
+        .batch_execute("TRUNCATE webhook_events, object_versions, reminders, recovery_cases, payments, memberships, members CASCADE")
         .await?;
     Ok(())
 }
