@@ -1,10 +1,13 @@
 //! Intake pipeline CPU per request, with in-memory ports, against HMAC-SHA256 alone (the floor
 //! any verifier pays). Run: `cargo bench -p inlet-common --bench intake`.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use hmac::{Hmac, KeyInit, Mac};
@@ -21,6 +24,37 @@ use sha2::Sha256;
 
 const SECRET: &str = "whsec_benchmark_secret_0123456789";
 const NOW_MS: i64 = 1_700_000_000_000;
+
+/// Counts heap allocations, so the benchmark can report allocations per request: a figure this
+/// machine's timing noise cannot move.
+struct CountingAllocator;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+/// Heap allocations (and reallocations) made by `f`.
+fn allocations<T>(f: impl FnOnce() -> T) -> usize {
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    black_box(f());
+    ALLOCATIONS.load(Ordering::Relaxed) - before
+}
 
 /// The in-memory ports never wait, so one poll completes the pipeline: no executor in the
 /// measurement.
@@ -133,6 +167,43 @@ fn intake_with<Q: EventQueue>(queue: Q) -> Intake<MemorySources, Unlimited, Fres
     }
 }
 
+/// What any Stripe verifier pays: HMAC-SHA256 over `"{t}." + body`.
+fn hmac_floor(body: &[u8]) -> impl Sized {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(b"1700000000.");
+    mac.update(black_box(body));
+    black_box(mac.finalize().into_bytes())
+}
+
+/// `INLET_BENCH_INTERLEAVED=1`: instead of criterion's groups, which measure the pipeline and
+/// the floor one after the other, alternate short runs of each (40 rounds of about 20 ms) and
+/// print both medians and their ratio. This machine's speed drifts by 10-30% within minutes;
+/// interleaving exposes both measurements to the same drift.
+fn interleaved<A, B>(size: usize, mut pipeline: impl FnMut() -> A, mut floor: impl FnMut() -> B) {
+    let iterations = if size > 4096 { 150 } else { 4000 };
+    let time = |f: &mut dyn FnMut()| {
+        let start = Instant::now();
+        for _ in 0..iterations {
+            f();
+        }
+        start.elapsed().as_secs_f64() * 1e6 / f64::from(iterations)
+    };
+    let (mut p, mut h) = (Vec::new(), Vec::new());
+    for _ in 0..40 {
+        p.push(time(&mut || drop(black_box(pipeline()))));
+        h.push(time(&mut || drop(black_box(floor()))));
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (p, h) = (median(&mut p), median(&mut h));
+    println!(
+        "intake/{size} interleaved medians: pipeline {p:.2} µs, HMAC floor {h:.2} µs, ratio {:.2}",
+        p / h
+    );
+}
+
 fn pipeline(c: &mut Criterion) {
     let intake = intake_with(DiscardingQueue);
     let serializing = intake_with(SerializingQueue);
@@ -157,6 +228,11 @@ fn pipeline(c: &mut Criterion) {
             202,
             "the benchmark must measure the accept path"
         );
+        eprintln!(
+            "intake/{size}: {} heap allocations per request ({} with SQS serialization)",
+            allocations(|| run_ready(intake.handle(&request))),
+            allocations(|| run_ready(serializing.handle(&request))),
+        );
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_with_input(
             BenchmarkId::new("pipeline", size),
@@ -173,18 +249,18 @@ fn pipeline(c: &mut Criterion) {
             &body,
             |b, body| b.iter(|| Provider::Stripe.identify(&headers, black_box(body))),
         );
+        if std::env::var_os("INLET_BENCH_INTERLEAVED").is_some() {
+            interleaved(
+                size,
+                || run_ready(intake.handle(black_box(&request))),
+                || hmac_floor(&body),
+            );
+            continue;
+        }
         group.bench_with_input(
             BenchmarkId::new("hmac_sha256_floor", size),
             &body,
-            |b, body| {
-                b.iter(|| {
-                    let mut mac =
-                        <Hmac<Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()).unwrap();
-                    mac.update(b"1700000000.");
-                    mac.update(black_box(body));
-                    black_box(mac.finalize().into_bytes())
-                })
-            },
+            |b, body| b.iter(|| hmac_floor(body)),
         );
     }
     group.finish();

@@ -39,10 +39,10 @@ impl EventQueue for SqsQueue {
         let body = String::from_utf8(envelope.to_json())
             .map_err(|e| QueueError::Unavailable(e.to_string()))?;
         let attributes = [
-            ("company_id", envelope.meta.company_id.as_str()),
+            ("company_id", &*envelope.meta.company_id),
             ("provider", &*envelope.meta.provider),
-            ("event_type", envelope.meta.event_type.as_str()),
-            ("event_id", envelope.meta.event_id.as_str()),
+            ("event_type", &*envelope.meta.event_type),
+            ("event_id", &*envelope.meta.event_id),
         ];
         // SQS counts attribute names, types and values against the message size.
         let attributes_size: usize = attributes

@@ -28,32 +28,59 @@ pub const CARRIED_HEADERS: [&str; 9] = [
     "x-slack-retry-reason",
 ];
 
+/// Text fields borrow from the request while intake builds an envelope (no copies on the hot
+/// path); a consumer reading one from SQS owns them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EnvelopeMeta {
+pub struct EnvelopeMeta<'a> {
     pub version: u32,
-    pub source_id: String,
-    pub provider: Cow<'static, str>,
-    pub company_id: String,
-    pub event_id: String,
-    pub event_type: String,
+    pub source_id: Cow<'a, str>,
+    pub provider: Cow<'a, str>,
+    pub company_id: Cow<'a, str>,
+    pub event_id: Cow<'a, str>,
+    pub event_type: Cow<'a, str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub object_type: Option<String>,
+    pub object_type: Option<Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub object_id: Option<String>,
+    pub object_id: Option<Cow<'a, str>>,
     /// RFC 3339, UTC, when the provider says the event happened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub occurred_at: Option<String>,
     /// RFC 3339, UTC, when intake accepted it.
     pub received_at: String,
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<Cow<'a, str>, Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trace_id: Option<String>,
+    pub trace_id: Option<Cow<'a, str>>,
     pub body_encoding: BodyEncoding,
+}
+
+impl EnvelopeMeta<'_> {
+    pub fn into_owned(self) -> EnvelopeMeta<'static> {
+        let owned = |text: Cow<'_, str>| Cow::Owned(text.into_owned());
+        EnvelopeMeta {
+            version: self.version,
+            source_id: owned(self.source_id),
+            provider: owned(self.provider),
+            company_id: owned(self.company_id),
+            event_id: owned(self.event_id),
+            event_type: owned(self.event_type),
+            object_type: self.object_type.map(owned),
+            object_id: self.object_id.map(owned),
+            occurred_at: self.occurred_at,
+            received_at: self.received_at,
+            headers: self
+                .headers
+                .into_iter()
+                .map(|(name, value)| (owned(name), owned(value)))
+                .collect(),
+            trace_id: self.trace_id.map(owned),
+            body_encoding: self.body_encoding,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope<'a> {
-    pub meta: EnvelopeMeta,
+    pub meta: EnvelopeMeta<'a>,
     /// The raw request body, byte for byte.
     pub body: Cow<'a, [u8]>,
 }
@@ -104,7 +131,7 @@ struct VersionOnly {
 #[derive(Deserialize)]
 struct Wire<'a> {
     #[serde(flatten)]
-    meta: EnvelopeMeta,
+    meta: EnvelopeMeta<'static>,
     #[serde(borrow)]
     body: &'a RawValue,
 }
@@ -142,7 +169,7 @@ impl Envelope<'_> {
 
     pub fn into_owned(self) -> Envelope<'static> {
         Envelope {
-            meta: self.meta,
+            meta: self.meta.into_owned(),
             body: Cow::Owned(self.body.into_owned()),
         }
     }
@@ -182,8 +209,11 @@ impl Envelope<'static> {
 pub fn rfc3339_ms(unix_ms: i64) -> Option<String> {
     let nanos = i128::from(unix_ms) * 1_000_000;
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()?;
-    t.format(&time::format_description::well_known::Rfc3339)
-        .ok()
+    // Sized for the longest form (`+YYYYYY-MM-DDTHH:MM:SS.mmmZ`): one allocation, no growth.
+    let mut text = Vec::with_capacity(32);
+    t.format_into(&mut text, &time::format_description::well_known::Rfc3339)
+        .ok()?;
+    String::from_utf8(text).ok()
 }
 
 #[cfg(test)]

@@ -138,7 +138,8 @@ where
         }
 
         // 4. Signature on the raw bytes.
-        let secrets: Vec<&SigningSecret> = source.active_secrets(now_ms).collect();
+        let secrets: smallvec::SmallVec<[&SigningSecret; 4]> =
+            source.active_secrets(now_ms).collect();
         let options = VerifyOptions {
             now: now_ms.div_euclid(1000),
             tolerance_secs: source.tolerance_secs,
@@ -225,9 +226,12 @@ where
         let envelope = Envelope {
             meta: EnvelopeMeta {
                 version: ENVELOPE_VERSION,
-                source_id: source.source_id.clone(),
+                source_id: Cow::Borrowed(&source.source_id),
                 provider: Cow::Borrowed(provider.as_str()),
-                company_id: company.into_string(),
+                company_id: match company {
+                    Cow::Borrowed(company) => Cow::Borrowed(company.as_str()),
+                    Cow::Owned(company) => Cow::Owned(company.into_string()),
+                },
                 event_id: identity.event_id,
                 event_type: identity.event_type,
                 object_type: identity.object_type,
@@ -235,7 +239,7 @@ where
                 occurred_at: identity.occurred_at_ms.and_then(rfc3339_ms),
                 received_at: rfc3339_ms(now_ms).unwrap_or_default(),
                 headers: carried_headers(request.headers),
-                trace_id: request.trace_id.map(str::to_owned),
+                trace_id: request.trace_id.map(Cow::Borrowed),
                 body_encoding: BodyEncoding::for_body(request.body, identity.body_is_json),
             },
             body: Cow::Borrowed(request.body),
@@ -278,9 +282,16 @@ where
 /// comparison and anybody with it can sign anything, so collision resistance buys nothing here
 /// (Powertools uses MD5 for the same field). XXH3 costs a fraction of a second SHA-256 pass.
 pub fn payload_hash(body: &[u8]) -> String {
-    // Big-endian bytes in lowercase hex: the text `{:032x}` gives, without the formatter.
-    let digest = xxhash_rust::xxh3::xxh3_128(body).to_be_bytes();
-    ["xxh3-128:", &hex::encode(digest)].concat()
+    // Big-endian bytes in lowercase hex, the text `{:032x}` gives, built on the stack.
+    let hash = xxhash_rust::xxh3::xxh3_128(body);
+    let mut digits = [0u8; 32];
+    let hex = hex::encode_to_slice(hash.to_be_bytes(), &mut digits)
+        .ok()
+        .and_then(|()| std::str::from_utf8(&digits).ok());
+    match hex {
+        Some(hex) => ["xxh3-128:", hex].concat(),
+        None => format!("xxh3-128:{hash:032x}"),
+    }
 }
 
 /// The idempotency key: a provider event id is unique per source.
@@ -305,15 +316,18 @@ fn unavailable(code: &'static str) -> IntakeResponse {
     .with_retry_after(5)
 }
 
-/// One pass over the request's headers (there are few), keeping the carried ones.
-fn carried_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
-    headers
-        .iter()
-        .filter(|(name, value)| CARRIED_HEADERS.contains(&name.as_str()) && value.len() <= 512)
-        .filter_map(|(name, value)| {
-            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
-        })
-        .collect()
+/// One pass over the request's headers (there are few), keeping the carried ones, borrowed.
+fn carried_headers(headers: &HeaderMap) -> BTreeMap<Cow<'_, str>, Cow<'_, str>> {
+    let mut carried = BTreeMap::new();
+    for (name, value) in headers {
+        if !CARRIED_HEADERS.contains(&name.as_str()) || value.len() > 512 {
+            continue;
+        }
+        if let Ok(value) = value.to_str() {
+            carried.insert(Cow::Borrowed(name.as_str()), Cow::Borrowed(value));
+        }
+    }
+    carried
 }
 
 /// A path parameter for a log line: only if it is a plain id.

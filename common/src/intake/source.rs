@@ -1,5 +1,7 @@
 //! A webhook source: who sends to `/webhooks/{provider}/{source_id}` and how to check it.
 
+use std::borrow::Cow;
+
 use crate::db::CompanyId;
 use crate::providers::{Provider, SigningSecret};
 
@@ -80,12 +82,14 @@ impl Source {
 
 impl TenantRule {
     /// The company an event belongs to; None when the payload does not name a valid one.
-    pub fn resolve(&self, body: &[u8]) -> Option<CompanyId> {
+    pub fn resolve(&self, body: &[u8]) -> Option<Cow<'_, CompanyId>> {
         match self {
-            TenantRule::Fixed(company) => Some(company.clone()),
+            TenantRule::Fixed(company) => Some(Cow::Borrowed(company)),
             TenantRule::Pointer(pointer) => {
                 let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-                CompanyId::parse(value.pointer(pointer)?.as_str()?).ok()
+                CompanyId::parse(value.pointer(pointer)?.as_str()?)
+                    .ok()
+                    .map(Cow::Owned)
             }
         }
     }
@@ -99,13 +103,18 @@ mod tests {
     fn tenant_from_a_pointer_must_be_a_valid_company_id() {
         let rule = TenantRule::Pointer("/account".into());
         assert_eq!(
-            rule.resolve(br#"{"account":"acct_1"}"#),
+            rule.resolve(br#"{"account":"acct_1"}"#)
+                .map(Cow::into_owned),
             Some(CompanyId::parse("acct_1").unwrap())
         );
-        assert_eq!(rule.resolve(br#"{"account":"bad id"}"#), None);
-        assert_eq!(rule.resolve(br#"{"account":5}"#), None);
-        assert_eq!(rule.resolve(br#"{}"#), None);
-        assert_eq!(rule.resolve(b"token=x"), None);
+        assert_eq!(
+            rule.resolve(br#"{"account":"bad id"}"#)
+                .map(Cow::into_owned),
+            None
+        );
+        assert_eq!(rule.resolve(br#"{"account":5}"#).map(Cow::into_owned), None);
+        assert_eq!(rule.resolve(br#"{}"#).map(Cow::into_owned), None);
+        assert_eq!(rule.resolve(b"token=x").map(Cow::into_owned), None);
         let nested = TenantRule::Pointer("/data/company_id".into());
         assert_eq!(
             nested

@@ -114,17 +114,14 @@ async fn a_valid_event_is_enqueued_once_as_envelope_v1_and_answered_202() {
     assert_eq!(envelope.meta.version, 1);
     assert_eq!(
         (
-            envelope.meta.source_id.as_str(),
+            &*envelope.meta.source_id,
             &*envelope.meta.provider,
-            envelope.meta.company_id.as_str()
+            &*envelope.meta.company_id
         ),
         ("src_1", "stripe", "co_1")
     );
     assert_eq!(
-        (
-            envelope.meta.event_id.as_str(),
-            envelope.meta.event_type.as_str()
-        ),
+        (&*envelope.meta.event_id, &*envelope.meta.event_type),
         ("evt_1", "invoice.payment_failed")
     );
     assert_eq!(envelope.meta.object_id.as_deref(), Some("in_1"));
@@ -143,7 +140,7 @@ async fn a_valid_event_is_enqueued_once_as_envelope_v1_and_answered_202() {
             .meta
             .headers
             .get("content-type")
-            .map(String::as_str),
+            .map(|value| &**value),
         Some("application/json")
     );
     assert!(

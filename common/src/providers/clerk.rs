@@ -6,7 +6,10 @@ use http::HeaderMap;
 use super::standard::{identify_payload, Headers};
 use super::{EventIdentity, IdentityError};
 
-pub(crate) fn identify(headers: &HeaderMap, body: &[u8]) -> Result<EventIdentity, IdentityError> {
+pub(crate) fn identify<'a>(
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+) -> Result<EventIdentity<'a>, IdentityError> {
     identify_payload(headers, Headers::Svix, body)
 }
 

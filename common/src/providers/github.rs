@@ -2,13 +2,13 @@
 //! `X-GitHub-Delivery`; event name `X-GitHub-Event` (plus the body's `action`). No timestamp:
 //! replays are caught by the dedupe on the delivery id.
 
-use std::borrow::Cow;
-
 use http::HeaderMap;
 use serde::Deserialize;
 
 use super::scheme::{header, hex_tag, hmac_sha256, matches_any, raw_keys, required_header};
-use super::{clean_id, parse_json, EventIdentity, IdentityError, SignatureError, SigningSecret};
+use super::{
+    clean_id, parse_json, EventIdentity, IdentityError, SignatureError, SigningSecret, Text,
+};
 
 pub(crate) const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 
@@ -35,22 +35,23 @@ pub(crate) fn sign(secret: &SigningSecret, body: &[u8]) -> String {
 #[derive(Deserialize)]
 struct Action<'a> {
     #[serde(borrow)]
-    action: Option<Cow<'a, str>>,
+    action: Option<Text<'a>>,
 }
 
-pub(crate) fn identify(headers: &HeaderMap, body: &[u8]) -> Result<EventIdentity, IdentityError> {
+pub(crate) fn identify<'a>(
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+) -> Result<EventIdentity<'a>, IdentityError> {
     let text = |name| header(headers, name).ok().flatten().and_then(clean_id);
     let event_id =
         text("x-github-delivery").ok_or(IdentityError::MissingField("X-GitHub-Delivery header"))?;
     let event =
         text("x-github-event").ok_or(IdentityError::MissingField("X-GitHub-Event header"))?;
-    let action = parse_json::<Action>(body)?
-        .action
-        .and_then(|a| clean_id(&a));
+    let action = parse_json::<Action>(body)?.action.and_then(clean_id);
     Ok(EventIdentity {
         event_id,
         event_type: match action {
-            Some(action) => format!("{event}.{action}"),
+            Some(action) => format!("{event}.{action}").into(),
             None => event,
         },
         body_is_json: true,

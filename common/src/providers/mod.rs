@@ -12,6 +12,7 @@ mod standard;
 mod stripe;
 mod whop;
 
+use std::borrow::Cow;
 use std::fmt;
 
 use http::HeaderMap;
@@ -80,11 +81,11 @@ impl Provider {
     }
 
     /// Reads the event's identity from a verified request.
-    pub fn identify(
+    pub fn identify<'a>(
         self,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> Result<EventIdentity, IdentityError> {
+        headers: &'a HeaderMap,
+        body: &'a [u8],
+    ) -> Result<EventIdentity<'a>, IdentityError> {
         match self {
             Provider::Stripe => stripe::identify(body),
             Provider::Clerk => clerk::identify(headers, body),
@@ -199,13 +200,14 @@ impl fmt::Debug for SigningSecret {
 
 /// What an event is, read from a verified request: the dedupe key, routing and ordering data.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct EventIdentity {
-    /// The provider's id for this event (the idempotency key).
-    pub event_id: String,
-    pub event_type: String,
+pub struct EventIdentity<'a> {
+    /// The provider's id for this event (the idempotency key). Borrowed from the request
+    /// wherever the request holds it verbatim.
+    pub event_id: Cow<'a, str>,
+    pub event_type: Cow<'a, str>,
     /// The object the event is about, for per-object ordering (`customer`, `cus_123`).
-    pub object_type: Option<String>,
-    pub object_id: Option<String>,
+    pub object_type: Option<Cow<'a, str>>,
+    pub object_id: Option<Cow<'a, str>>,
     /// When the provider says the event happened, in Unix milliseconds.
     pub occurred_at_ms: Option<i64>,
     /// The whole body was parsed as one JSON document by [`parse_json`], so it is valid UTF-8
@@ -244,9 +246,41 @@ pub(crate) fn parse_json<'a, T: serde::Deserialize<'a>>(
 }
 
 /// Bounded, visible-ASCII identifiers only: ids travel in DynamoDB keys and SQS attributes.
-pub(crate) fn clean_id(value: &str) -> Option<String> {
+pub(crate) fn clean_id<'a>(value: impl Into<Cow<'a, str>>) -> Option<Cow<'a, str>> {
+    let value = value.into();
     let ok = !value.is_empty() && value.len() <= 256 && value.bytes().all(|b| b.is_ascii_graphic());
-    ok.then(|| value.to_owned())
+    ok.then_some(value)
+}
+
+/// The part of an event type before `separator` (`user.created` -> `user`), borrowed when the
+/// type is.
+pub(crate) fn type_prefix<'a>(event_type: &Cow<'a, str>, separator: char) -> Option<Cow<'a, str>> {
+    match event_type {
+        Cow::Borrowed(text) => text
+            .split_once(separator)
+            .map(|(head, _)| Cow::Borrowed(head)),
+        Cow::Owned(text) => text
+            .split_once(separator)
+            .map(|(head, _)| Cow::Owned(head.to_owned())),
+    }
+}
+
+/// A JSON string field, borrowed from the body when it has no escapes. serde borrows a `Cow`
+/// only when it is the field's own type, never inside an `Option`: optional fields use this.
+#[derive(serde::Deserialize)]
+pub(crate) struct Text<'a>(#[serde(borrow)] pub(crate) Cow<'a, str>);
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'a> From<Text<'a>> for Cow<'a, str> {
+    fn from(text: Text<'a>) -> Self {
+        text.0
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,10 @@ pub(crate) const MAX_SIGNATURES: usize = 8;
 /// An HMAC-SHA256 tag.
 pub(crate) type Tag = [u8; 32];
 
+/// The candidate tags of one request: inline for the usual one or two, so parsing a header
+/// does not allocate.
+pub(crate) type Tags = smallvec::SmallVec<[Tag; 2]>;
+
 /// 64 hex digits -> a tag, without allocating.
 pub(crate) fn hex_tag(text: &str) -> Result<Tag, SignatureError> {
     let mut tag = [0u8; 32];
@@ -129,13 +133,9 @@ pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     mac(key, parts).finalize().into_bytes().into()
 }
 
-/// Constant-time check of `tag` against HMAC-SHA256(key, parts).
-pub(crate) fn hmac_matches(key: &[u8], parts: &[&[u8]], tag: &[u8]) -> bool {
-    mac(key, parts).verify_slice(tag).is_ok()
-}
-
-/// Ok when any (key, candidate tag) pair matches, else `Mismatch`. Every pair is checked: no
-/// early exit that would tell an attacker which secret or which position matched.
+/// Ok when any (key, candidate tag) pair matches, else `Mismatch`. One MAC per key, compared
+/// in constant time with every candidate: no early exit that would tell an attacker which
+/// secret or which position matched.
 pub(crate) fn matches_any<K: AsRef<[u8]>>(
     keys: impl IntoIterator<Item = K>,
     parts: &[&[u8]],
@@ -143,8 +143,10 @@ pub(crate) fn matches_any<K: AsRef<[u8]>>(
 ) -> Result<(), SignatureError> {
     let mut matched = false;
     for key in keys {
+        let expected = mac(key.as_ref(), parts).finalize();
         for tag in tags {
-            matched |= hmac_matches(key.as_ref(), parts, tag);
+            // `CtOutput` compares in constant time.
+            matched |= expected == hmac::digest::CtOutput::new((*tag).into());
         }
     }
     if matched {
@@ -211,15 +213,21 @@ mod tests {
             hex::encode(tag),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
-        assert!(hmac_matches(
-            b"Jefe",
-            &[b"what do ya want for nothing?"],
-            &tag
-        ));
-        assert!(!hmac_matches(
-            b"Jefe",
-            &[b"what do ya want for nothing!"],
-            &tag
-        ));
+        let other = [0u8; 32];
+        let message: &[&[u8]] = &[b"what do ya want for nothing?"];
+        assert_eq!(matches_any([b"Jefe"], message, &[tag]), Ok(()));
+        // Any candidate may match, in any position, under any key.
+        assert_eq!(
+            matches_any([&b"wrong"[..], b"Jefe"], message, &[other, tag]),
+            Ok(())
+        );
+        assert_eq!(
+            matches_any([b"Jefe"], &[b"what do ya want for nothing!"], &[tag]),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            matches_any([b"Jefe"], message, &[other]),
+            Err(SignatureError::Mismatch)
+        );
     }
 }

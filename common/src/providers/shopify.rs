@@ -7,7 +7,9 @@ use http::HeaderMap;
 use serde::Deserialize;
 
 use super::scheme::{base64_tag, header, hmac_sha256, matches_any, raw_keys, required_header};
-use super::{clean_id, parse_json, EventIdentity, IdentityError, SignatureError, SigningSecret};
+use super::{
+    clean_id, parse_json, type_prefix, EventIdentity, IdentityError, SignatureError, SigningSecret,
+};
 
 pub(crate) const SIGNATURE_HEADER: &str = "x-shopify-hmac-sha256";
 
@@ -29,7 +31,10 @@ struct Resource {
     id: Option<serde_json::Value>,
 }
 
-pub(crate) fn identify(headers: &HeaderMap, body: &[u8]) -> Result<EventIdentity, IdentityError> {
+pub(crate) fn identify<'a>(
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+) -> Result<EventIdentity<'a>, IdentityError> {
     let text = |name| header(headers, name).ok().flatten().and_then(clean_id);
     let event_id = text("x-shopify-webhook-id")
         .or_else(|| text("x-shopify-event-id"))
@@ -38,8 +43,8 @@ pub(crate) fn identify(headers: &HeaderMap, body: &[u8]) -> Result<EventIdentity
         text("x-shopify-topic").ok_or(IdentityError::MissingField("X-Shopify-Topic header"))?;
     let resource: Resource = parse_json(body)?;
     let object_id = match resource.id {
-        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
-        Some(serde_json::Value::String(s)) => clean_id(&s),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string().into()),
+        Some(serde_json::Value::String(s)) => clean_id(s),
         _ => None,
     };
     let occurred_at_ms = text("x-shopify-triggered-at").and_then(|t| {
@@ -49,9 +54,7 @@ pub(crate) fn identify(headers: &HeaderMap, body: &[u8]) -> Result<EventIdentity
     });
     Ok(EventIdentity {
         event_id,
-        object_type: object_id
-            .as_ref()
-            .and(topic.split_once('/').map(|(o, _)| o.to_owned())),
+        object_type: object_id.as_ref().and(type_prefix(&topic, '/')),
         object_id,
         event_type: topic,
         occurred_at_ms,

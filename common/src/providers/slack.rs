@@ -11,7 +11,7 @@ use super::scheme::{
     check_timestamp, header, hex_tag, hmac_sha256, matches_any, raw_keys, required_header,
 };
 use super::{
-    clean_id, parse_json, EventIdentity, IdentityError, SignatureError, SigningSecret,
+    clean_id, parse_json, EventIdentity, IdentityError, SignatureError, SigningSecret, Text,
     VerifyOptions,
 };
 
@@ -48,30 +48,30 @@ pub(crate) fn sign(secret: &SigningSecret, timestamp: i64, body: &[u8]) -> Strin
 #[derive(Deserialize)]
 struct EventsApi<'a> {
     #[serde(borrow, rename = "type")]
-    kind: Option<Cow<'a, str>>,
+    kind: Option<Text<'a>>,
     #[serde(borrow)]
-    event_id: Option<Cow<'a, str>>,
+    event_id: Option<Text<'a>>,
     event_time: Option<i64>,
     #[serde(borrow)]
     event: Option<InnerEvent<'a>>,
     #[serde(borrow)]
-    challenge: Option<Cow<'a, str>>,
+    challenge: Option<Text<'a>>,
 }
 
 #[derive(Deserialize)]
 struct InnerEvent<'a> {
     #[serde(borrow, rename = "type")]
-    kind: Option<Cow<'a, str>>,
+    kind: Option<Text<'a>>,
 }
 
 #[derive(Deserialize)]
 struct Interaction<'a> {
     #[serde(borrow, rename = "type")]
-    kind: Option<Cow<'a, str>>,
+    kind: Option<Text<'a>>,
     #[serde(borrow)]
-    trigger_id: Option<Cow<'a, str>>,
+    trigger_id: Option<Text<'a>>,
     #[serde(borrow)]
-    action_ts: Option<Cow<'a, str>>,
+    action_ts: Option<Text<'a>>,
 }
 
 fn is_json(body: &[u8]) -> bool {
@@ -85,24 +85,27 @@ pub(crate) fn handshake(body: &[u8]) -> Option<String> {
     }
     let event: EventsApi = serde_json::from_slice(body).ok()?;
     match (event.kind.as_deref(), event.challenge) {
-        (Some("url_verification"), Some(challenge)) => Some(challenge.into_owned()),
+        (Some("url_verification"), Some(challenge)) => Some(challenge.0.into_owned()),
         _ => None,
     }
 }
 
-pub(crate) fn identify(_headers: &HeaderMap, body: &[u8]) -> Result<EventIdentity, IdentityError> {
+pub(crate) fn identify<'a>(
+    _headers: &HeaderMap,
+    body: &'a [u8],
+) -> Result<EventIdentity<'a>, IdentityError> {
     if is_json(body) {
         let event: EventsApi = parse_json(body)?;
         let event_type = event
             .event
             .and_then(|e| e.kind)
             .or(event.kind)
-            .and_then(|t| clean_id(&t))
+            .and_then(clean_id)
             .ok_or(IdentityError::MissingField("event.type"))?;
         return Ok(EventIdentity {
             event_id: event
                 .event_id
-                .and_then(|i| clean_id(&i))
+                .and_then(clean_id)
                 .ok_or(IdentityError::MissingField("event_id"))?,
             event_type,
             occurred_at_ms: event.event_time.and_then(|t| t.checked_mul(1000)),
@@ -131,27 +134,28 @@ pub(crate) fn identify(_headers: &HeaderMap, body: &[u8]) -> Result<EventIdentit
         let event_id = interaction
             .trigger_id
             .or(interaction.action_ts)
-            .and_then(|i| clean_id(&i))
+            .and_then(clean_id)
             .ok_or(IdentityError::MissingField("trigger_id"))?;
         let event_type = interaction
             .kind
-            .and_then(|k| clean_id(&k))
+            .and_then(clean_id)
             .ok_or(IdentityError::MissingField("type"))?;
+        // The interaction was read from a decoded copy of the field, so its text is owned.
         return Ok(EventIdentity {
-            event_id,
-            event_type,
+            event_id: Cow::Owned(event_id.into_owned()),
+            event_type: Cow::Owned(event_type.into_owned()),
             ..EventIdentity::default()
         });
     }
     let command = command
-        .and_then(|c| clean_id(&c))
+        .and_then(clean_id)
         .ok_or(IdentityError::MissingField("command"))?;
     Ok(EventIdentity {
         event_id: trigger_id
-            .and_then(|t| clean_id(&t))
+            .and_then(clean_id)
             .ok_or(IdentityError::MissingField("trigger_id"))?,
-        event_type: "slash_command".to_owned(),
-        object_type: Some("command".to_owned()),
+        event_type: Cow::Borrowed("slash_command"),
+        object_type: Some(Cow::Borrowed("command")),
         object_id: Some(command),
         occurred_at_ms: None,
         // Form-encoded: carried as a string.

@@ -2,20 +2,18 @@
 //! `{p}signature: v1,<base64> [v1,<base64> ...]` with `{p}` = `webhook-` or `svix-`;
 //! HMAC-SHA256 over `"{id}.{timestamp}.{raw body}"`, keyed with the base64 after `whsec_`.
 
-use std::borrow::Cow;
-
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use http::HeaderMap;
 use serde::Deserialize;
 
 use super::scheme::{
-    base64_tag, check_timestamp, header, hmac_sha256, matches_any, required_header, Tag,
+    base64_tag, check_timestamp, header, hmac_sha256, matches_any, required_header, Tags,
     MAX_SIGNATURES,
 };
 use super::{
-    clean_id, parse_json, EventIdentity, IdentityError, SignatureError, SigningSecret,
-    VerifyOptions,
+    clean_id, parse_json, type_prefix, EventIdentity, IdentityError, SignatureError, SigningSecret,
+    Text, VerifyOptions,
 };
 
 /// The two header families: the standard's and Svix's (which Clerk sends).
@@ -101,8 +99,8 @@ pub(crate) fn verify_with_keys<K: AsRef<[u8]>>(
 }
 
 /// `v1,<b64> v1,<b64>`: the v1 signatures, decoded; other versions are skipped.
-fn parse_signatures(value: &str) -> Result<Vec<Tag>, SignatureError> {
-    let mut out = Vec::new();
+fn parse_signatures(value: &str) -> Result<Tags, SignatureError> {
+    let mut out = Tags::new();
     for item in value.split_ascii_whitespace() {
         let (version, encoded) = item.split_once(',').ok_or(SignatureError::Malformed)?;
         if version != "v1" {
@@ -140,7 +138,7 @@ pub(crate) fn sign_with_key(
 #[derive(Deserialize)]
 pub(crate) struct Payload<'a> {
     #[serde(borrow, rename = "type")]
-    pub kind: Option<Cow<'a, str>>,
+    pub kind: Option<Text<'a>>,
     #[serde(borrow)]
     pub data: Option<PayloadData<'a>>,
     /// RFC 3339 text (Standard Webhooks, Whop) or Unix milliseconds (Clerk).
@@ -150,17 +148,17 @@ pub(crate) struct Payload<'a> {
 #[derive(Deserialize)]
 pub(crate) struct PayloadData<'a> {
     #[serde(borrow)]
-    pub id: Option<Cow<'a, str>>,
+    pub id: Option<Text<'a>>,
     #[serde(borrow)]
-    pub object: Option<Cow<'a, str>>,
+    pub object: Option<Text<'a>>,
 }
 
 /// Identity from the id header and the standard payload shape.
-pub(crate) fn identify_payload(
-    headers: &HeaderMap,
+pub(crate) fn identify_payload<'a>(
+    headers: &'a HeaderMap,
     family: Headers,
-    body: &[u8],
-) -> Result<EventIdentity, IdentityError> {
+    body: &'a [u8],
+) -> Result<EventIdentity<'a>, IdentityError> {
     let event_id = header(headers, &family.name("id"))
         .ok()
         .flatten()
@@ -169,17 +167,14 @@ pub(crate) fn identify_payload(
     let payload: Payload = parse_json(body)?;
     let event_type = payload
         .kind
-        .and_then(|t| clean_id(&t))
+        .and_then(clean_id)
         .ok_or(IdentityError::MissingField("type"))?;
     let (object_id, object_type) = match payload.data {
-        Some(d) => (
-            d.id.and_then(|v| clean_id(&v)),
-            d.object.and_then(|v| clean_id(&v)),
-        ),
+        Some(d) => (d.id.and_then(clean_id), d.object.and_then(clean_id)),
         None => (None, None),
     };
     // Without an explicit object kind, the type's prefix names it: "user.created" -> "user".
-    let object_type = object_type.or_else(|| event_type.split_once('.').map(|(o, _)| o.to_owned()));
+    let object_type = object_type.or_else(|| type_prefix(&event_type, '.'));
     Ok(EventIdentity {
         event_id,
         occurred_at_ms: payload.timestamp.as_ref().and_then(timestamp_ms),
@@ -203,7 +198,10 @@ fn timestamp_ms(value: &serde_json::Value) -> Option<i64> {
     }
 }
 
-pub(crate) fn identify(headers: &HeaderMap, body: &[u8]) -> Result<EventIdentity, IdentityError> {
+pub(crate) fn identify<'a>(
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+) -> Result<EventIdentity<'a>, IdentityError> {
     identify_payload(
         headers,
         Headers::detect(headers).unwrap_or(Headers::Webhook),

@@ -1,17 +1,15 @@
 //! Stripe: `Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>...]`, HMAC-SHA256 over
 //! `"{t}.{raw body}"` keyed with the whole `whsec_...` string. `v0` entries are ignored.
 
-use std::borrow::Cow;
-
 use http::HeaderMap;
 use serde::Deserialize;
 
 use super::scheme::{
-    check_timestamp, hex_tag, hmac_sha256, matches_any, raw_keys, required_header, Tag,
+    check_timestamp, hex_tag, hmac_sha256, matches_any, raw_keys, required_header, Tags,
     MAX_SIGNATURES,
 };
 use super::{
-    clean_id, parse_json, EventIdentity, IdentityError, SignatureError, SigningSecret,
+    clean_id, parse_json, EventIdentity, IdentityError, SignatureError, SigningSecret, Text,
     VerifyOptions,
 };
 
@@ -34,9 +32,9 @@ pub(crate) fn verify(
 
 /// Parses `t=<digits>,v1=<hex>,...` (Stripe and Whop legacy): the timestamp text and the v1
 /// signatures, decoded. Unknown schemes (`v0`) are skipped.
-pub(crate) fn parse_t_v1(value: &str) -> Result<(&str, Vec<Tag>), SignatureError> {
+pub(crate) fn parse_t_v1(value: &str) -> Result<(&str, Tags), SignatureError> {
     let mut timestamp = None;
-    let mut signatures = Vec::new();
+    let mut signatures = Tags::new();
     for item in value.split(',') {
         let (key, val) = item
             .trim()
@@ -71,9 +69,9 @@ pub(crate) fn sign(secret: &SigningSecret, body: &[u8], timestamp: i64) -> Strin
 #[derive(Deserialize)]
 struct StripeEvent<'a> {
     #[serde(borrow)]
-    id: Option<Cow<'a, str>>,
+    id: Option<Text<'a>>,
     #[serde(borrow, rename = "type")]
-    kind: Option<Cow<'a, str>>,
+    kind: Option<Text<'a>>,
     created: Option<i64>,
     #[serde(borrow)]
     data: Option<StripeData<'a>>,
@@ -88,29 +86,26 @@ struct StripeData<'a> {
 #[derive(Deserialize)]
 struct StripeObject<'a> {
     #[serde(borrow)]
-    object: Option<Cow<'a, str>>,
+    object: Option<Text<'a>>,
     #[serde(borrow)]
-    id: Option<Cow<'a, str>>,
+    id: Option<Text<'a>>,
 }
 
-pub(crate) fn identify(body: &[u8]) -> Result<EventIdentity, IdentityError> {
+pub(crate) fn identify<'a>(body: &'a [u8]) -> Result<EventIdentity<'a>, IdentityError> {
     let event: StripeEvent = parse_json(body)?;
     let object = event.data.and_then(|d| d.object);
     let (object_type, object_id) = match object {
-        Some(o) => (
-            o.object.and_then(|v| clean_id(&v)),
-            o.id.and_then(|v| clean_id(&v)),
-        ),
+        Some(o) => (o.object.and_then(clean_id), o.id.and_then(clean_id)),
         None => (None, None),
     };
     Ok(EventIdentity {
         event_id: event
             .id
-            .and_then(|v| clean_id(&v))
+            .and_then(clean_id)
             .ok_or(IdentityError::MissingField("id"))?,
         event_type: event
             .kind
-            .and_then(|v| clean_id(&v))
+            .and_then(clean_id)
             .ok_or(IdentityError::MissingField("type"))?,
         object_type,
         object_id,

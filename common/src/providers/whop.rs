@@ -2,8 +2,6 @@
 //! `ws_...` secret (no base64). Legacy: `x-whop-signature: t=<unix>,v1=<hex>` over
 //! `"{t}.{raw body}"` with the raw secret.
 
-use std::borrow::Cow;
-
 use http::HeaderMap;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -12,8 +10,8 @@ use super::scheme::{check_timestamp, matches_any, raw_keys, required_header};
 use super::standard::{self, Headers};
 use super::stripe::parse_t_v1;
 use super::{
-    clean_id, parse_json, EventIdentity, IdentityError, SignatureError, SigningSecret,
-    VerifyOptions,
+    clean_id, parse_json, type_prefix, EventIdentity, IdentityError, SignatureError, SigningSecret,
+    Text, VerifyOptions,
 };
 
 pub(crate) const LEGACY_HEADER: &str = "x-whop-signature";
@@ -69,14 +67,17 @@ pub(crate) fn sign_legacy(secret: &SigningSecret, timestamp: i64, body: &[u8]) -
 #[derive(Deserialize)]
 struct LegacyPayload<'a> {
     #[serde(borrow)]
-    id: Option<Cow<'a, str>>,
+    id: Option<Text<'a>>,
     #[serde(borrow)]
-    action: Option<Cow<'a, str>>,
+    action: Option<Text<'a>>,
     #[serde(borrow)]
     data: Option<standard::PayloadData<'a>>,
 }
 
-pub(crate) fn identify(headers: &HeaderMap, body: &[u8]) -> Result<EventIdentity, IdentityError> {
+pub(crate) fn identify<'a>(
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+) -> Result<EventIdentity<'a>, IdentityError> {
     if headers.contains_key("webhook-id") {
         return standard::identify_payload(headers, Headers::Webhook, body);
     }
@@ -85,18 +86,15 @@ pub(crate) fn identify(headers: &HeaderMap, body: &[u8]) -> Result<EventIdentity
     let payload: LegacyPayload = parse_json(body)?;
     let event_type = payload
         .action
-        .and_then(|a| clean_id(&a))
+        .and_then(clean_id)
         .ok_or(IdentityError::MissingField("action"))?;
-    let event_id = payload
-        .id
-        .and_then(|i| clean_id(&i))
-        .unwrap_or_else(|| format!("whop_legacy_{}", &hex::encode(Sha256::digest(body))[..32]));
-    let object_id = payload.data.and_then(|d| d.id).and_then(|i| clean_id(&i));
+    let event_id = payload.id.and_then(clean_id).unwrap_or_else(|| {
+        format!("whop_legacy_{}", &hex::encode(Sha256::digest(body))[..32]).into()
+    });
+    let object_id = payload.data.and_then(|d| d.id).and_then(clean_id);
     Ok(EventIdentity {
         event_id,
-        object_type: object_id
-            .as_ref()
-            .and(event_type.split_once('.').map(|(o, _)| o.to_owned())),
+        object_type: object_id.as_ref().and(type_prefix(&event_type, '.')),
         object_id,
         event_type,
         occurred_at_ms: None,
@@ -196,8 +194,9 @@ mod tests {
     #[test]
     fn legacy_events_without_an_id_dedupe_on_their_bytes() {
         let body = br#"{"action":"membership.went_valid","data":{"id":"mem_5"}}"#;
-        let one = identify(&headers(&[]), body).unwrap();
-        let two = identify(&headers(&[]), body).unwrap();
+        let no_headers = headers(&[]);
+        let one = identify(&no_headers, body).unwrap();
+        let two = identify(&no_headers, body).unwrap();
         assert_eq!(one.event_id, two.event_id);
         assert!(one.event_id.starts_with("whop_legacy_"));
         assert_eq!(one.event_type, "membership.went_valid");

@@ -84,6 +84,7 @@ fn envelope(
         },
         body: Cow::Owned(body.into_bytes()),
     }
+    .into_owned()
 }
 
 async fn count(db: &TestDb, sql: &str) -> i64 {

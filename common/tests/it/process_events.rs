@@ -97,6 +97,7 @@ fn clerk_user_created(event_id: &str, user_id: &str) -> Envelope<'static> {
         },
         body: Cow::Owned(body.to_string().into_bytes()),
     }
+    .into_owned()
 }
 
 /// A record as Lambda's SQS event source delivers it, with intake's `provider` attribute.

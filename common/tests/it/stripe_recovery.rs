@@ -48,8 +48,8 @@ pub(crate) fn stripe(
             company_id: COMPANY.into(),
             event_id: event_id.into(),
             event_type: event_type.into(),
-            object_type: object["object"].as_str().map(str::to_owned),
-            object_id: object["id"].as_str().map(str::to_owned),
+            object_type: object["object"].as_str().map(Cow::Borrowed),
+            object_id: object["id"].as_str().map(Cow::Borrowed),
             occurred_at: Some(at.into()),
             received_at: at.into(),
             headers: BTreeMap::new(),
@@ -58,6 +58,7 @@ pub(crate) fn stripe(
         },
         body: Cow::Owned(body.to_string().into_bytes()),
     }
+    .into_owned()
 }
 
 pub(crate) fn subscription(status: &str) -> Value {

@@ -38,13 +38,13 @@ fn event(
     Envelope {
         meta: EnvelopeMeta {
             version: 1,
-            source_id: format!("src_{provider}"),
+            source_id: format!("src_{provider}").into(),
             provider: Cow::Borrowed(provider),
             company_id: COMPANY.into(),
             event_id: event_id.into(),
             event_type: event_type.into(),
-            object_type: event_type.split_once('.').map(|(o, _)| o.to_owned()),
-            object_id: data_id(&body),
+            object_type: event_type.split_once('.').map(|(o, _)| Cow::Borrowed(o)),
+            object_id: data_id(&body).map(Cow::Owned),
             occurred_at: Some(at.into()),
             received_at: at.into(),
             headers: BTreeMap::new(),
@@ -53,6 +53,7 @@ fn event(
         },
         body: Cow::Owned(body.to_string().into_bytes()),
     }
+    .into_owned()
 }
 
 fn data_id(body: &Value) -> Option<String> {
