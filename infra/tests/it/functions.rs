@@ -32,6 +32,20 @@ pub(crate) fn built_functions() -> PathBuf {
         .to_owned()
 }
 
+/// A fresh database holding the demo company the events/ samples and the demo sources name.
+pub(crate) async fn demo_company_db() -> inlet_common::testing::TestDb {
+    let db = inlet_common::testing::TestDb::create().await;
+    db.admin()
+        .await
+        .execute(
+            "INSERT INTO companies (company_id, name) VALUES ($1, 'Demo')",
+            &[&demo::DEMO_COMPANY],
+        )
+        .await
+        .unwrap();
+    db
+}
+
 fn sample(provider: Provider) -> Value {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../events/webhook-{provider}.json"));
@@ -156,17 +170,8 @@ async fn a_webhook_function_without_its_configuration_stops_at_cold_start_naming
 
 #[tokio::test]
 async fn the_process_events_binary_records_its_sample_batch_once_and_dead_letters_poison() {
-    use inlet_common::testing::TestDb;
     let bin = built_functions();
-    let db = TestDb::create().await;
-    db.admin()
-        .await
-        .execute(
-            "INSERT INTO companies (company_id, name) VALUES ($1, 'Demo')",
-            &[&demo::DEMO_COMPANY],
-        )
-        .await
-        .unwrap();
+    let db = demo_company_db().await;
     let fx = AwsFixture::create().await;
     let env: Vec<(String, String)> = [
         ("DATABASE_URL", db.app_url.clone()),

@@ -169,15 +169,7 @@ fn sample_body(name: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn signed_webhooks_flow_through_gateway_queue_and_consumer_into_postgres() {
-    let db = TestDb::create().await;
-    db.admin()
-        .await
-        .execute(
-            "INSERT INTO companies (company_id, name) VALUES ($1, 'Demo')",
-            &[&demo::DEMO_COMPANY],
-        )
-        .await
-        .unwrap();
+    let db = crate::functions::demo_company_db().await;
     let prefix = unique_prefix("e2e");
     let stack = Stack::start(
         &repo("template.yaml"),
