@@ -11,11 +11,12 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use super::ab::{self, Allocation, VariantStats};
+use super::clicks::now_secs;
 use super::schedule_reminders::ReminderJob;
 use crate::aws::Admission;
 use crate::consumer::Failure;
@@ -176,10 +177,10 @@ struct Delivery {
     error: Option<String>,
 }
 
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+/// The breaker's clock: milliseconds, so a cool-down is as long as configured rather than up to
+/// a second shorter (a whole-second clock opened a 1 s circuit until the next second began).
+fn now_ms() -> i64 {
+    i64::try_from(crate::metrics::now_ms()).unwrap_or(i64::MAX)
 }
 
 fn db(error: tokio_postgres::Error) -> Failure {
@@ -563,10 +564,9 @@ impl Sender {
                 } => (endpoint_id, target, variant_id),
             };
         let circuit = format!("{}#{endpoint_id}", company.as_str());
-        let now_ms = now_secs() * 1000;
         let admission = match &self.breaker {
             Some(breaker) => breaker
-                .admit(&circuit, now_ms)
+                .admit(&circuit, now_ms())
                 .await
                 .unwrap_or_else(|error| {
                     // The breaker protects endpoints, not correctness: deliver without it.
@@ -624,6 +624,9 @@ impl Sender {
                     Some("timeout" | "connection failed")
                 );
             let probe = admission == Admission::Probe;
+            // After the delivery, which may have taken its whole timeout: the cool-down starts
+            // when the failure is known.
+            let now_ms = now_ms();
             let recorded = if unhealthy {
                 breaker.failed(&circuit, probe, now_ms).await.map(|_| ())
             } else if delivery.status.is_some() {

@@ -442,7 +442,8 @@ async fn an_endpoint_that_keeps_failing_opens_its_circuit_which_half_opens_and_c
     }
     let policy = BreakerPolicy {
         threshold: 2,
-        cool_down: Duration::from_secs(1),
+        // Long enough that the two fail-fast checks below stay inside it on a loaded machine.
+        cool_down: Duration::from_secs(3),
         probe_lease: Duration::from_secs(5),
     };
     let first = sender(false).with_breaker(DynamoBreaker::new(fx.dynamodb.clone(), &table, policy));
@@ -459,7 +460,7 @@ async fn an_endpoint_that_keeps_failing_opens_its_circuit_which_half_opens_and_c
     // Open: fails fast, nothing reaches the endpoint.
     let fast = first.deliver(&mut connection, &job, 3).await;
     assert!(
-        matches!(&fast, Err(Failure::RetryAfter { reason, seconds }) if reason.contains("circuit is open") && (1..=2).contains(seconds)),
+        matches!(&fast, Err(Failure::RetryAfter { reason, seconds }) if reason.contains("circuit is open") && (1..=3).contains(seconds)),
         "{fast:?}"
     );
     assert_eq!(receiver.delivered.lock().unwrap().len(), 2);
@@ -471,7 +472,7 @@ async fn an_endpoint_that_keeps_failing_opens_its_circuit_which_half_opens_and_c
     ));
 
     // After the cool-down one probe goes out; it succeeds and the circuit closes.
-    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
     assert_eq!(first.deliver(&mut connection, &job, 4).await, Ok("sent"));
     assert_eq!(receiver.delivered.lock().unwrap().len(), 3);
     let state = fx
