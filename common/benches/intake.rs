@@ -250,6 +250,28 @@ fn pipeline(c: &mut Criterion) {
             &body,
             |b, body| b.iter(|| Provider::Stripe.identify(&headers, black_box(body))),
         );
+        // A pointer tenant (Stripe Connect's /account, Whop's /company_id) reads one string of
+        // the payload; against it, what reading it through a serde_json::Value tree costs.
+        let by_pointer = TenantRule::Pointer("/data/object/customer".into());
+        assert!(by_pointer.resolve(&body).is_some());
+        group.bench_with_input(
+            BenchmarkId::new("tenant_pointer", size),
+            &body,
+            |b, body| b.iter(|| by_pointer.resolve(black_box(body))),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("tenant_pointer_via_value_tree", size),
+            &body,
+            |b, body| {
+                b.iter(|| {
+                    serde_json::from_slice::<serde_json::Value>(black_box(body))
+                        .ok()
+                        .and_then(|v| {
+                            CompanyId::parse(v.pointer("/data/object/customer")?.as_str()?).ok()
+                        })
+                })
+            },
+        );
         if std::env::var_os("INLET_BENCH_INTERLEAVED").is_some() {
             interleaved(
                 size,

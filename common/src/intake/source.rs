@@ -86,10 +86,8 @@ impl TenantRule {
         match self {
             TenantRule::Fixed(company) => Some(Cow::Borrowed(company)),
             TenantRule::Pointer(pointer) => {
-                let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-                CompanyId::parse(value.pointer(pointer)?.as_str()?)
-                    .ok()
-                    .map(Cow::Owned)
+                let company = crate::json_pointer::string_at(body, pointer)?;
+                CompanyId::parse(&company).ok().map(Cow::Owned)
             }
         }
     }
