@@ -9,7 +9,6 @@ pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod intake;
-pub mod json_pointer;
 pub mod metrics;
 pub mod providers;
 pub mod telemetry;

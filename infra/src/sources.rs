@@ -167,7 +167,7 @@ pub async fn run(args: SourcesArgs) -> anyhow::Result<()> {
                 (Some(company), _) => TenantRule::Fixed(
                     CompanyId::parse(&company).map_err(|e| anyhow!("--company: {e}"))?,
                 ),
-                (None, Some(pointer)) if inlet_common::json_pointer::is_valid(&pointer) => {
+                (None, Some(pointer)) if inlet_common::intake::json_pointer::is_valid(&pointer) => {
                     TenantRule::Pointer(pointer)
                 }
                 (None, Some(_)) => {

@@ -6,6 +6,7 @@
 
 pub mod demo;
 mod envelope;
+pub mod json_pointer;
 pub mod lambda;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;

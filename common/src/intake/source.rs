@@ -86,7 +86,7 @@ impl TenantRule {
         match self {
             TenantRule::Fixed(company) => Some(Cow::Borrowed(company)),
             TenantRule::Pointer(pointer) => {
-                let company = crate::json_pointer::string_at(body, pointer)?;
+                let company = super::json_pointer::string_at(body, pointer)?;
                 CompanyId::parse(&company).ok().map(Cow::Owned)
             }
         }
