@@ -231,6 +231,17 @@ mod tests {
         assert_eq!(at(r#""whole""#, "").as_deref(), Some("whole"));
     }
 
+    #[test]
+    fn deep_nesting_never_exhausts_the_stack() {
+        let nested = |depth: usize| format!("{}\"x\"{}", "[".repeat(depth), "]".repeat(depth));
+        // Along the pointer: serde_json's recursion limit (128) ends the walk.
+        assert_eq!(at(&nested(100), &"/0".repeat(100)).as_deref(), Some("x"));
+        assert_eq!(at(&nested(100_000), &"/0".repeat(100_000)), None);
+        // Off the pointer: skipped without recursion, however deep.
+        let beside = format!(r#"{{"a":"x","b":{}}}"#, nested(100_000));
+        assert_eq!(at(&beside, "/a").as_deref(), Some("x"));
+    }
+
     fn json() -> impl Strategy<Value = Value> {
         let key = prop::sample::select(vec!["a", "b", "a/b", "m~n", "0", "1", ""]);
         let leaf = prop_oneof![
