@@ -4,6 +4,7 @@
 //! simple-update on the same server as the floor.
 //!
 //! Run: `make services && . .local/env && cargo run --release -p inlet-infra --bin bench-process`
+//! (`-- --rounds 5` repeats every measurement and prints median ratios).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -35,6 +36,10 @@ struct Args {
     /// Seconds pgbench runs at each client count.
     #[arg(long, default_value_t = 10)]
     pgbench_seconds: u32,
+    /// Repeat every measurement this many times, alternating consumers and pgbench, and print
+    /// the median ratio per consumer count: this machine's speed drifts within minutes.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    rounds: u32,
     #[arg(long, env = "DATABASE_ADMIN_URL", hide_env_values = true)]
     admin_url: String,
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -249,7 +254,9 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("| consumers | elapsed | events/s | pgbench simple-update TPS (same clients) | events/s / TPS |");
     println!("|---|---|---|---|---|");
-    for &consumers in &args.consumers {
+    let mut ratios: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    let runs = (0..args.rounds).flat_map(|_| args.consumers.iter().copied());
+    for consumers in runs {
         reset(&admin).await?;
         let (elapsed, failures) = run_consumers(&app_url, batches.clone(), consumers)?;
         if failures > 0 {
@@ -284,6 +291,19 @@ async fn main() -> anyhow::Result<()> {
             elapsed.as_secs_f64(),
             rate / floor
         );
+        ratios.entry(consumers).or_default().push(rate / floor);
+    }
+    if args.rounds > 1 {
+        for (consumers, mut values) in ratios {
+            values.sort_by(f64::total_cmp);
+            let listed: Vec<String> = values.iter().map(|r| format!("{r:.2}")).collect();
+            println!(
+                "{consumers} consumers: median ratio {:.2} over {} rounds ({})",
+                values[values.len() / 2],
+                values.len(),
+                listed.join(", ")
+            );
+        }
     }
     drop(admin);
     server
