@@ -3,9 +3,7 @@
 //! `functions/*` only wire configuration and clients, then call handlers that live here.
 
 pub mod aws;
-pub mod config;
 pub mod consumer;
-pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod intake;
@@ -15,3 +13,5 @@ pub mod telemetry;
 
 #[cfg(feature = "testing")]
 pub mod testing;
+
+pub use inlet_core::{clock, config, crypto};

@@ -9,11 +9,11 @@ use aws_sdk_sqs::types::MessageAttributeValue;
 use aws_sdk_sqs::Client;
 
 use super::describe;
-use crate::consumer::{DeadLetters, ErrorClass, Visibility};
+use crate::consumer::{DeadLetterCode, DeadLetters, Visibility};
 use crate::intake::StoreError;
 
-/// SQS allows ten attributes per message; three are ours.
-const CARRIED_ATTRIBUTES: usize = 7;
+/// SQS allows ten attributes per message; four are ours.
+const CARRIED_ATTRIBUTES: usize = 6;
 
 #[derive(Debug)]
 pub struct SqsRedelivery {
@@ -74,7 +74,7 @@ impl DeadLetters for SqsRedelivery {
     async fn send(
         &self,
         message: &SqsMessage,
-        class: ErrorClass,
+        code: DeadLetterCode,
         reason: &str,
     ) -> Result<(), StoreError> {
         let mut request = self
@@ -82,7 +82,8 @@ impl DeadLetters for SqsRedelivery {
             .send_message()
             .queue_url(&self.dlq_url)
             .message_body(message.body.clone().unwrap_or_default())
-            .message_attributes("inlet_error_class", text(class.as_str())?)
+            .message_attributes("inlet_error_class", text(code.class().as_str())?)
+            .message_attributes("inlet_error_code", text(code.as_str())?)
             .message_attributes("inlet_error_reason", text(reason)?)
             .message_attributes(
                 "inlet_source_queue",

@@ -16,43 +16,14 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use tracing::Instrument;
 
-use crate::intake::StoreError;
-
-/// What went wrong with one record, and so what to do with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    /// Bad envelope or impossible state: to the DLQ now.
-    Permanent(String),
-    /// Database down, timeout, throttling: retry this record later.
-    Transient(String),
-    /// As `Transient`, for this record and every remaining one in the batch.
-    TransientBatch(String),
-    /// As `Transient`, not before `seconds` (a receiver's Retry-After, an open circuit).
-    RetryAfter { reason: String, seconds: u32 },
-}
-
-/// The class recorded on a dead letter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    Permanent,
-    Transient,
-}
-
-impl ErrorClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorClass::Permanent => "permanent",
-            ErrorClass::Transient => "transient",
-        }
-    }
-}
+pub use inlet_core::failure::{DeadLetterCode, ErrorClass, Failure, Permanent, StoreError};
 
 /// Sends a record to the dead-letter queue with why it is there.
 pub trait DeadLetters {
     fn send(
         &self,
         message: &SqsMessage,
-        class: ErrorClass,
+        code: DeadLetterCode,
         reason: &str,
     ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send;
 }
@@ -199,15 +170,11 @@ impl<P: DeadLetters + Visibility> BatchRunner<P> {
     async fn settle(&self, message: &SqsMessage, outcome: Result<(), Failure>) -> Settled {
         match outcome {
             Ok(()) => Settled::Done,
-            Err(Failure::Permanent(reason)) => {
+            Err(Failure::Permanent(Permanent { code, reason })) => {
                 let reason = bounded(&reason);
-                match self
-                    .ports
-                    .send(message, ErrorClass::Permanent, reason)
-                    .await
-                {
+                match self.ports.send(message, code, reason).await {
                     Ok(()) => {
-                        tracing::warn!(class = "permanent", %reason, "record sent to the dead-letter queue");
+                        tracing::warn!(class = code.class().as_str(), %code, %reason, "record sent to the dead-letter queue");
                         Settled::DeadLettered
                     }
                     Err(error) => {

@@ -19,7 +19,7 @@ impl DeadLetters for Recorder {
     async fn send(
         &self,
         message: &SqsMessage,
-        class: ErrorClass,
+        code: DeadLetterCode,
         reason: &str,
     ) -> Result<(), StoreError> {
         if self.dlq_down.load(Ordering::SeqCst) {
@@ -29,7 +29,7 @@ impl DeadLetters for Recorder {
         self.dead
             .lock()
             .unwrap()
-            .push((id, class.as_str(), reason.to_owned()));
+            .push((id, code.class().as_str(), reason.to_owned()));
         Ok(())
     }
 }
@@ -62,14 +62,20 @@ fn event(bodies: &[(&str, u32)]) -> SqsEvent {
 fn outcome_of(message: &SqsMessage) -> Result<(), Failure> {
     match message.body.as_deref() {
         Some("ok") => Ok(()),
-        Some("poison") => Err(Failure::Permanent("unknown envelope version 9".into())),
+        Some("poison") => Err(Failure::permanent(
+            DeadLetterCode::UnknownVersion,
+            "unknown envelope version 9",
+        )),
         Some("flaky") => Err(Failure::Transient("statement timeout".into())),
         Some("db-down") => Err(Failure::TransientBatch("database unreachable".into())),
         Some("slow-down") => Err(Failure::RetryAfter {
             reason: "receiver answered 429".into(),
             seconds: 120,
         }),
-        _ => Err(Failure::Permanent("unexpected".into())),
+        _ => Err(Failure::permanent(
+            DeadLetterCode::Undecodable,
+            "unexpected",
+        )),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use tokio_postgres::error::SqlState;
 
-use crate::consumer::Failure;
+use crate::consumer::{DeadLetterCode, Failure};
 
 /// Maps a database error to what the batch runner should do with the record.
 ///
@@ -40,6 +40,6 @@ pub fn failure_for(error: &tokio_postgres::Error) -> Failure {
     } else if retryable.contains(code) {
         Failure::Transient(reason)
     } else {
-        Failure::Permanent(reason)
+        Failure::permanent(DeadLetterCode::DatabaseRejected, reason)
     }
 }

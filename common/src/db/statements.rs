@@ -159,3 +159,16 @@ impl Tx<'_> {
         self.tx.commit().await
     }
 }
+
+/// Begins a transaction whose tenant context is `company`: row-level security then shows and
+/// accepts only that company's rows. The context is transaction-local (`SET LOCAL`), so a
+/// pooled or reused connection never carries it into the next unit of work.
+pub async fn tenant_transaction<'a>(
+    client: &'a mut Client,
+    company: &CompanyId,
+) -> Result<Transaction<'a>, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT set_company_context($1)", &[&company.as_str()])
+        .await?;
+    Ok(tx)
+}

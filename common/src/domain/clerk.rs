@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::ledger::{Event, ProjectionFuture, Projections};
 use super::members::{delete_member, required, text, upsert_member, Contact};
-use crate::consumer::Failure;
+use crate::consumer::{DeadLetterCode, Failure};
 
 const PROVIDER: &str = "clerk";
 
@@ -22,7 +22,12 @@ fn data<'e>(event: &'e Event<'_>) -> Result<&'e Value, Failure> {
         .payload
         .get("data")
         .filter(|d| d.is_object())
-        .ok_or_else(|| Failure::Permanent("Clerk event without data".into()))
+        .ok_or_else(|| {
+            Failure::permanent(
+                DeadLetterCode::ProjectionRejected,
+                "Clerk event without data",
+            )
+        })
 }
 
 /// The user's primary address: the entry of `email_addresses` whose id is

@@ -18,7 +18,7 @@ use std::pin::Pin;
 
 use serde_json::Value;
 
-use crate::consumer::Failure;
+use crate::consumer::{DeadLetterCode, Failure};
 use crate::crypto::KeyRing;
 use crate::db::{failure_for, CompanyId, Connection, Tx};
 use crate::intake::Envelope;
@@ -147,7 +147,7 @@ pub async fn process(
 ) -> Result<Processed, Failure> {
     let meta = &envelope.meta;
     let company = CompanyId::parse(&meta.company_id)
-        .map_err(|_| Failure::Permanent("invalid company id".into()))?;
+        .map_err(|_| Failure::permanent(DeadLetterCode::Undecodable, "invalid company id"))?;
     let payload: Value = serde_json::from_slice(&envelope.body).unwrap_or(Value::Null);
     let context = format!("{}/{}/{}", meta.company_id, meta.source_id, meta.event_id);
     let (key_id, sealed) = keys.seal_bytes(&envelope.body, context.as_bytes());
@@ -184,19 +184,26 @@ pub async fn process(
         .map_err(db)?
         .get(0);
     let outcome = match recorded.as_str() {
-        "unknown_tenant" => return Err(Failure::Permanent(format!("unknown tenant {company}"))),
+        "unknown_tenant" => {
+            return Err(Failure::permanent(
+                DeadLetterCode::UnknownTenant,
+                format!("unknown tenant {company}"),
+            ))
+        }
         "other_tenant" => {
-            return Err(Failure::Permanent(
-                "this event id is recorded for another tenant".into(),
+            return Err(Failure::permanent(
+                DeadLetterCode::TenantConflict,
+                "this event id is recorded for another tenant",
             ))
         }
         "duplicate" => Processed::Duplicate,
         "skipped_stale" => Processed::Stale,
         "completed" | "ignored" => fresh,
         other => {
-            return Err(Failure::Permanent(format!(
-                "record_event answered {other:?}; the migrations and this binary disagree"
-            )))
+            return Err(Failure::permanent(
+                DeadLetterCode::DatabaseRejected,
+                format!("record_event answered {other:?}; the migrations and this binary disagree"),
+            ))
         }
     };
     if let (Processed::Applied, Some(project)) = (outcome, project) {

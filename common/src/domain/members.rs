@@ -4,7 +4,7 @@ use crate::db::Tx;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::consumer::Failure;
+use crate::consumer::{DeadLetterCode, Failure};
 use crate::db::failure_for;
 
 pub(crate) fn db(error: tokio_postgres::Error) -> Failure {
@@ -21,7 +21,12 @@ pub(crate) fn text<'v>(value: &'v Value, pointer: &str) -> Option<&'v str> {
 
 /// As [`text`], or a permanent failure naming the field.
 pub(crate) fn required<'v>(value: &'v Value, pointer: &str) -> Result<&'v str, Failure> {
-    text(value, pointer).ok_or_else(|| Failure::Permanent(format!("payload without {pointer}")))
+    text(value, pointer).ok_or_else(|| {
+        Failure::permanent(
+            DeadLetterCode::ProjectionRejected,
+            format!("payload without {pointer}"),
+        )
+    })
 }
 
 /// SHA-256 of the trimmed, lower-cased address: lookups without keeping the address.

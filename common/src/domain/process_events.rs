@@ -10,7 +10,9 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use super::{process, Processed, Projections};
 use crate::aws::{sdk_config_for, Patience, SqsRedelivery};
 use crate::config::{self, Env, ProcessEnv, SettingsError};
-use crate::consumer::{Backoff, BatchRunner, DeadLetters, Failure, Settled, Visibility};
+use crate::consumer::{
+    Backoff, BatchRunner, DeadLetterCode, DeadLetters, Failure, Settled, Visibility,
+};
 use crate::crypto::KeyRing;
 use crate::db::{Database, DbSettings};
 use crate::intake::{Envelope, EnvelopeError};
@@ -132,8 +134,11 @@ impl<P: DeadLetters + Visibility> Processor<P> {
     async fn handle_record(&self, record: &SqsMessage) -> Result<Processed, Failure> {
         let body = record.body.as_deref().unwrap_or_default();
         let envelope = Envelope::from_json(body.as_bytes()).map_err(|error| match error {
-            EnvelopeError::UnknownVersion(_) | EnvelopeError::Malformed(_) => {
-                Failure::Permanent(error.to_string())
+            EnvelopeError::UnknownVersion(_) => {
+                Failure::permanent(DeadLetterCode::UnknownVersion, error.to_string())
+            }
+            EnvelopeError::Malformed(_) => {
+                Failure::permanent(DeadLetterCode::Undecodable, error.to_string())
             }
         })?;
         let mut client = self

@@ -19,7 +19,7 @@ use super::ab::{self, Allocation, VariantStats};
 use super::clicks::now_secs;
 use super::schedule_reminders::ReminderJob;
 use crate::aws::Admission;
-use crate::consumer::Failure;
+use crate::consumer::{DeadLetterCode, Failure};
 use crate::crypto::KeyRing;
 use crate::db::{failure_for, CompanyId, Connection, Tenant, Tx};
 use crate::providers::{Provider, SigningSecret};
@@ -188,7 +188,12 @@ fn db(error: tokio_postgres::Error) -> Failure {
 }
 
 /// A reminder that can never be delivered: marked failed, then dead-lettered with `reason`.
-async fn give_up<T>(tx: Tx<'_>, job: &ReminderJob, reason: &str) -> Result<T, Failure> {
+async fn give_up<T>(
+    tx: Tx<'_>,
+    job: &ReminderJob,
+    code: DeadLetterCode,
+    reason: &str,
+) -> Result<T, Failure> {
     tx.execute(
         "UPDATE reminders SET status = 'failed' WHERE id = $1",
         &[&job.reminder_id],
@@ -196,7 +201,7 @@ async fn give_up<T>(tx: Tx<'_>, job: &ReminderJob, reason: &str) -> Result<T, Fa
     .await
     .map_err(db)?;
     tx.commit().await.map_err(db)?;
-    Err(Failure::Permanent(reason.to_owned()))
+    Err(Failure::permanent(code, reason))
 }
 
 /// What the first transaction found: everything the delivery needs, or why nothing is sent.
@@ -271,7 +276,10 @@ impl Sender {
     ) -> Result<Prepared, Failure> {
         let (tx, tenant) = connection.tenant_tx(company).await.map_err(db)?;
         if tenant == Tenant::Unknown {
-            return Err(Failure::Permanent(format!("unknown tenant {company}")));
+            return Err(Failure::permanent(
+                DeadLetterCode::UnknownTenant,
+                format!("unknown tenant {company}"),
+            ));
         }
         let row = tx
             .query_opt(
@@ -287,7 +295,9 @@ impl Sender {
             )
             .await
             .map_err(db)?
-            .ok_or_else(|| Failure::Permanent("no such reminder for this tenant".into()))?;
+            .ok_or_else(|| {
+                Failure::permanent(DeadLetterCode::NotFound, "no such reminder for this tenant")
+            })?;
         let (reminder_status, case_status): (String, String) = (row.get(0), row.get(1));
         if matches!(reminder_status.as_str(), "sent" | "cancelled" | "failed") {
             tx.commit().await.map_err(db)?;
@@ -319,7 +329,13 @@ impl Sender {
             .await
             .map_err(db)?;
         let Some(endpoint) = endpoint else {
-            return give_up(tx, job, "the company has no active reminder endpoint").await;
+            return give_up(
+                tx,
+                job,
+                DeadLetterCode::DeliveryUnconfigured,
+                "the company has no active reminder endpoint",
+            )
+            .await;
         };
         let endpoint_id: i64 = endpoint.get(0);
         let channel: String = endpoint.get(1);
@@ -376,7 +392,7 @@ impl Sender {
             } else {
                 "the endpoint's signing secret cannot be opened"
             };
-            return give_up(tx, job, reason).await;
+            return give_up(tx, job, DeadLetterCode::DeliveryUnconfigured, reason).await;
         };
         let variants = tx
             .query(
@@ -553,7 +569,7 @@ impl Sender {
         attempt: u32,
     ) -> Result<&'static str, Failure> {
         let company = CompanyId::parse(&job.company_id)
-            .map_err(|_| Failure::Permanent("invalid company id".into()))?;
+            .map_err(|_| Failure::permanent(DeadLetterCode::Undecodable, "invalid company id"))?;
         let (endpoint_id, target, variant_id) =
             match self.prepare(connection, &company, job).await? {
                 Prepared::Done(what) => return Ok(what),
@@ -597,8 +613,12 @@ impl Sender {
                 secret,
                 payload,
             } => {
-                let parsed = reqwest::Url::parse(&url)
-                    .map_err(|_| Failure::Permanent("the endpoint URL is not a URL".into()))?;
+                let parsed = reqwest::Url::parse(&url).map_err(|_| {
+                    Failure::permanent(
+                        DeadLetterCode::DeliveryUnconfigured,
+                        "the endpoint URL is not a URL",
+                    )
+                })?;
                 if self.settings.production && refuses_literal(&parsed) {
                     Delivery {
                         status: None,
@@ -643,8 +663,9 @@ impl Sender {
             match (delivery.status, delivery.error.as_deref()) {
                 (Some(200..=299), _) => (Ok("sent"), None),
                 (Some(410), _) => (
-                    Err(Failure::Permanent(
-                        "the endpoint answered 410 Gone; disabled".into(),
+                    Err(Failure::permanent(
+                        DeadLetterCode::EndpointGone,
+                        "the endpoint answered 410 Gone; disabled",
                     )),
                     Some("permanent"),
                 ),
@@ -659,9 +680,10 @@ impl Sender {
                     };
                     if last_attempt {
                         (
-                            Err(Failure::Permanent(format!(
-                                "{reason}; gave up after {attempt} attempts"
-                            ))),
+                            Err(Failure::permanent(
+                                DeadLetterCode::RetriesExhausted,
+                                format!("{reason}; gave up after {attempt} attempts"),
+                            )),
                             Some("transient"),
                         )
                     } else {
@@ -673,17 +695,24 @@ impl Sender {
                     }
                 }
                 (Some(status), _) => (
-                    Err(Failure::Permanent(format!(
-                        "the endpoint answered {status}"
-                    ))),
+                    Err(Failure::permanent(
+                        DeadLetterCode::DeliveryRejected,
+                        format!("the endpoint answered {status}"),
+                    )),
                     Some("permanent"),
                 ),
                 (None, Some("rejected")) => (
-                    Err(Failure::Permanent("the email was rejected".into())),
+                    Err(Failure::permanent(
+                        DeadLetterCode::DeliveryRejected,
+                        "the email was rejected",
+                    )),
                     Some("permanent"),
                 ),
                 (None, _) => (
-                    Err(Failure::Permanent("private address refused".into())),
+                    Err(Failure::permanent(
+                        DeadLetterCode::DeliveryRejected,
+                        "private address refused",
+                    )),
                     Some("permanent"),
                 ),
             };
@@ -769,7 +798,7 @@ impl SendSettings {
             breaker_table: env.get("BREAKER_TABLE").filter(|t| !t.is_empty()),
             keys: config::key_ring(env)?,
             sender: SenderSettings {
-                production: env.get("INLET_ENV").as_deref() == Some("production"),
+                production: crate::config::Deployment::from_env(env).is_production(),
                 timeout: Duration::from_secs(config::parsed_or(
                     env,
                     "DELIVERY_TIMEOUT_SECS",
@@ -810,7 +839,7 @@ impl<P: crate::consumer::DeadLetters + crate::consumer::Visibility> ReminderProc
             .runner
             .run(event, async |record| {
                 let job: ReminderJob = serde_json::from_str(record.body.as_deref().unwrap_or_default())
-                    .map_err(|_| Failure::Permanent("not a reminder job".into()))?;
+                    .map_err(|_| Failure::permanent(DeadLetterCode::Undecodable, "not a reminder job"))?;
                 let attempt = record
                     .attributes
                     .get("ApproximateReceiveCount")

@@ -10,7 +10,7 @@ use super::members::{
     upsert_payment, Contact, MembershipState, PaymentRecord,
 };
 use super::recovery::{close_case, open_case, Closing, FailedPayment};
-use crate::consumer::Failure;
+use crate::consumer::{DeadLetterCode, Failure};
 use crate::intake::rfc3339_ms;
 
 const PROVIDER: &str = "stripe";
@@ -49,7 +49,12 @@ fn object<'e>(event: &'e Event<'_>) -> Result<&'e Value, Failure> {
         .payload
         .pointer("/data/object")
         .filter(|o| o.is_object())
-        .ok_or_else(|| Failure::Permanent("Stripe event without data.object".into()))
+        .ok_or_else(|| {
+            Failure::permanent(
+                DeadLetterCode::ProjectionRejected,
+                "Stripe event without data.object",
+            )
+        })
 }
 
 fn customer_upserted<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
@@ -116,7 +121,12 @@ fn amount(invoice: &Value, field: &str) -> Result<i64, Failure> {
         .get(field)
         .and_then(Value::as_i64)
         .filter(|a| *a >= 0)
-        .ok_or_else(|| Failure::Permanent(format!("Stripe invoice without a valid {field}")))
+        .ok_or_else(|| {
+            Failure::permanent(
+                DeadLetterCode::ProjectionRejected,
+                format!("Stripe invoice without a valid {field}"),
+            )
+        })
 }
 
 async fn record_invoice(

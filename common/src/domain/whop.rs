@@ -12,7 +12,7 @@ use super::members::{
     MembershipState, PaymentRecord,
 };
 use super::recovery::{close_case, open_case, Closing, FailedPayment};
-use crate::consumer::Failure;
+use crate::consumer::{DeadLetterCode, Failure};
 
 const PROVIDER: &str = "whop";
 
@@ -32,7 +32,12 @@ fn data<'e>(event: &'e Event<'_>) -> Result<&'e Value, Failure> {
         .payload
         .get("data")
         .filter(|d| d.is_object())
-        .ok_or_else(|| Failure::Permanent("Whop event without data".into()))
+        .ok_or_else(|| {
+            Failure::permanent(
+                DeadLetterCode::ProjectionRejected,
+                "Whop event without data",
+            )
+        })
 }
 
 fn membership_changed<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
@@ -81,8 +86,9 @@ fn minor_units(payment: &Value) -> Result<i64, Failure> {
         .and_then(Value::as_f64);
     match total {
         Some(t) if (0.0..1e13).contains(&t) => Ok((t * 100.0).round() as i64),
-        _ => Err(Failure::Permanent(
-            "Whop payment without a valid total".into(),
+        _ => Err(Failure::permanent(
+            DeadLetterCode::ProjectionRejected,
+            "Whop payment without a valid total",
         )),
     }
 }

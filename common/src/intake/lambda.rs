@@ -44,7 +44,7 @@ impl IntakeSettings {
         Ok(Self {
             intake: IntakeConfig {
                 provider,
-                production: config::is_production(env),
+                production: config::Deployment::from_env(env).is_production(),
                 max_body_bytes: config::parsed_or(
                     env,
                     "INLET_MAX_BODY_BYTES",

@@ -5,10 +5,7 @@ use std::sync::Arc;
 
 use super::Envelope;
 
-/// A store did not answer (network, throttling, emulator down). The message names no secret.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StoreError(pub String);
+pub use inlet_core::StoreError;
 
 pub trait SourceStore {
     fn get(

@@ -117,7 +117,7 @@ async fn database_errors_map_to_the_consumers_error_classes() {
         .await
         .unwrap_err();
     assert!(
-        matches!(failure_for(&bad_data), Failure::Permanent(reason) if reason.starts_with("22P02"))
+        matches!(failure_for(&bad_data), Failure::Permanent(p) if p.reason.starts_with("22P02"))
     );
 
     let pid: i32 = app

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
 use inlet_common::aws::{lambda_record, SqsRedelivery};
-use inlet_common::consumer::{Backoff, BatchRunner, Failure};
+use inlet_common::consumer::{Backoff, BatchRunner, DeadLetterCode, Failure};
 use inlet_common::testing::AwsFixture;
 
 async fn queue_arn(fx: &AwsFixture) -> String {
@@ -75,8 +75,9 @@ async fn a_poison_record_reaches_the_dlq_with_its_class_and_a_transient_one_come
     };
     let (response, stats) = runner
         .run(&event, async |record| match record.body.as_deref() {
-            Some("poison") => Err(Failure::Permanent(
-                "envelope version 9 is not supported".into(),
+            Some("poison") => Err(Failure::permanent(
+                DeadLetterCode::UnknownVersion,
+                "envelope version 9 is not supported",
             )),
             Some("flaky") => Err(Failure::Transient(
                 "canceling statement due to lock timeout".into(),

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use inlet_common::consumer::Failure;
+use inlet_common::consumer::{DeadLetterCode, Failure};
 use inlet_common::crypto::KeyRing;
 use inlet_common::db::failure_for;
 use inlet_common::domain::{process, Event, Processed, ProjectionFuture, Projections};
@@ -33,7 +33,12 @@ fn refusing_projection<'t>(
     _: &'t inlet_common::db::Tx<'t>,
     _: &'t Event<'t>,
 ) -> ProjectionFuture<'t> {
-    Box::pin(async { Err(Failure::Permanent("invoice has no customer".into())) })
+    Box::pin(async {
+        Err(Failure::permanent(
+            DeadLetterCode::ProjectionRejected,
+            "invoice has no customer",
+        ))
+    })
 }
 
 fn projections() -> Projections {
@@ -214,7 +219,7 @@ async fn an_unknown_tenant_is_permanent_and_writes_nothing() {
         .unwrap_err();
     assert_eq!(
         failure,
-        Failure::Permanent("unknown tenant co_nobody".into())
+        Failure::permanent(DeadLetterCode::UnknownTenant, "unknown tenant co_nobody")
     );
     assert_eq!(count(&db, "SELECT count(*) FROM webhook_events").await, 0);
 }
@@ -249,7 +254,10 @@ async fn an_event_id_another_tenant_already_recorded_is_permanent_and_writes_not
         .unwrap_err();
     assert_eq!(
         failure,
-        Failure::Permanent("this event id is recorded for another tenant".into())
+        Failure::permanent(
+            DeadLetterCode::TenantConflict,
+            "this event id is recorded for another tenant"
+        )
     );
     assert_eq!(count(&db, "SELECT count(*) FROM webhook_events").await, 1);
     assert_eq!(

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
-use inlet_common::consumer::{Backoff, BatchRunner, DeadLetters, ErrorClass, Visibility};
+use inlet_common::consumer::{Backoff, BatchRunner, DeadLetterCode, DeadLetters, Visibility};
 use inlet_common::crypto::KeyRing;
 use inlet_common::db::{Database, DbSettings};
 use inlet_common::domain::process_events::{projections, Processor};
@@ -26,9 +26,9 @@ struct Recorder {
 }
 
 impl DeadLetters for Recorder {
-    async fn send(&self, m: &SqsMessage, class: ErrorClass, _: &str) -> Result<(), StoreError> {
+    async fn send(&self, m: &SqsMessage, code: DeadLetterCode, _: &str) -> Result<(), StoreError> {
         let id = m.message_id.clone().unwrap_or_default();
-        self.dead.lock().unwrap().push((id, class.as_str()));
+        self.dead.lock().unwrap().push((id, code.class().as_str()));
         Ok(())
     }
 }

@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use inlet_common::consumer::Failure;
+use inlet_common::consumer::{DeadLetterCode, Failure};
 use inlet_common::crypto::KeyRing;
 use inlet_common::db::Connection;
 use inlet_common::domain::clicks;
@@ -327,7 +327,10 @@ async fn in_production_an_endpoint_on_a_private_address_is_refused_without_a_req
     let refused = sender(true).deliver(&mut connection, &job, 1).await;
     assert_eq!(
         refused,
-        Err(Failure::Permanent("private address refused".into()))
+        Err(Failure::permanent(
+            DeadLetterCode::DeliveryRejected,
+            "private address refused"
+        ))
     );
     assert!(receiver.delivered.lock().unwrap().is_empty());
     assert_eq!(one(&db, "SELECT status FROM reminders").await, "failed");
@@ -609,6 +612,9 @@ async fn the_email_channel_sends_through_ses_to_the_members_sealed_address() {
         .unwrap();
     assert_eq!(
         sender.deliver(&mut connection, &job(reminders[1]), 1).await,
-        Err(Failure::Permanent("the email was rejected".into()))
+        Err(Failure::permanent(
+            DeadLetterCode::DeliveryRejected,
+            "the email was rejected"
+        ))
     );
 }

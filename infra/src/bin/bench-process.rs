@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use clap::Parser;
-use inlet_common::consumer::{Backoff, BatchRunner, DeadLetters, ErrorClass, Visibility};
+use inlet_common::consumer::{Backoff, BatchRunner, DeadLetterCode, DeadLetters, Visibility};
 use inlet_common::crypto::KeyRing;
 use inlet_common::db::{self, migrate, Database, DbSettings};
 use inlet_common::domain::process_events::{projections, Processor};
@@ -51,7 +51,7 @@ struct Args {
 struct Counting(AtomicUsize);
 
 impl DeadLetters for Counting {
-    async fn send(&self, _: &SqsMessage, _: ErrorClass, _: &str) -> Result<(), StoreError> {
+    async fn send(&self, _: &SqsMessage, _: DeadLetterCode, _: &str) -> Result<(), StoreError> {
         self.0.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

@@ -68,10 +68,7 @@ impl KeyRing {
             let bytes = B64
                 .decode(encoded)
                 .map_err(|_| KeyRingError::BadKey(index + 1))?;
-            let valid_kid = !kid.is_empty()
-                && kid
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            let valid_kid = crate::ids::is_identifier(kid, 64, b"_-");
             if bytes.len() != 32 || !valid_kid {
                 return Err(KeyRingError::BadKey(index + 1));
             }
@@ -157,6 +154,39 @@ impl KeyRing {
             )
             .map_err(|_| KeyRingError::Open)
     }
+}
+
+/// What each sealed value is bound to (authenticated as associated data): a value copied to
+/// another record, column or purpose does not open there. Every context in one place, so two
+/// purposes can never share one by accident.
+pub mod context {
+    /// A webhook source's signing secret (DynamoDB): its source id.
+    pub fn source_secret(source_id: &str) -> Vec<u8> {
+        source_id.as_bytes().to_vec()
+    }
+
+    /// An event's raw payload in the ledger.
+    pub fn payload(company_id: &str, source_id: &str, event_id: &str) -> Vec<u8> {
+        format!("{company_id}/{source_id}/{event_id}").into_bytes()
+    }
+
+    /// A member's email address.
+    pub fn member_email(company_id: &str, provider: &str, external_id: &str) -> Vec<u8> {
+        format!("member_email/{company_id}/{provider}/{external_id}").into_bytes()
+    }
+
+    /// A member's display name.
+    pub fn member_name(company_id: &str, provider: &str, external_id: &str) -> Vec<u8> {
+        format!("member_name/{company_id}/{provider}/{external_id}").into_bytes()
+    }
+
+    /// A reminder endpoint's signing secret.
+    pub fn endpoint_secret(company_id: &str, endpoint_id: i64) -> Vec<u8> {
+        format!("reminder_endpoint/{company_id}/{endpoint_id}").into_bytes()
+    }
+
+    /// A reminder link's click token.
+    pub const CLICK_TOKEN: &[u8] = b"inlet/click-token/v1";
 }
 
 #[cfg(test)]

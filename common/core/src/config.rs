@@ -61,6 +61,8 @@ pub enum SettingsError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Keys(#[from] crate::crypto::KeyRingError),
+    #[error("{0}")]
+    Other(String),
 }
 
 /// The key ring from `INLET_KEYS` (and `INLET_ACTIVE_KEY`).
@@ -71,9 +73,31 @@ pub fn key_ring(env: &impl Env) -> Result<crate::crypto::KeyRing, crate::crypto:
     crate::crypto::KeyRing::parse(&spec, env.get("INLET_ACTIVE_KEY").as_deref())
 }
 
-/// `INLET_ENV=production` makes every store outage fail closed.
-pub fn is_production(env: &impl Env) -> bool {
-    env.get("INLET_ENV").as_deref() == Some("production")
+/// Where the code runs, from `INLET_ENV`, read once: production fails closed when a store
+/// cannot answer, refuses private delivery addresses and refuses demo data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deployment {
+    Production,
+    /// Anything else: a laptop, CI, a dev or staging stack.
+    Other,
+}
+
+impl Deployment {
+    pub fn from_env(env: &impl Env) -> Deployment {
+        match env.get("INLET_ENV").as_deref() {
+            Some("production") => Deployment::Production,
+            _ => Deployment::Other,
+        }
+    }
+
+    /// From this process's environment.
+    pub fn current() -> Deployment {
+        Deployment::from_env(&ProcessEnv)
+    }
+
+    pub fn is_production(self) -> bool {
+        self == Deployment::Production
+    }
 }
 
 #[cfg(test)]
@@ -98,5 +122,15 @@ mod tests {
         assert!(ConfigError::Missing("SOURCES_TABLE")
             .to_string()
             .contains("SOURCES_TABLE"));
+    }
+
+    #[test]
+    fn only_the_word_production_means_production() {
+        let production: HashMap<&str, &str> = [("INLET_ENV", "production")].into();
+        assert!(Deployment::from_env(&production).is_production());
+        for other in ["", "prod", "Production", "local", "staging"] {
+            let env: HashMap<&str, &str> = [("INLET_ENV", other)].into();
+            assert_eq!(Deployment::from_env(&env), Deployment::Other, "{other:?}");
+        }
     }
 }
