@@ -8,10 +8,10 @@ pub mod db;
 pub mod domain;
 pub mod intake;
 pub mod metrics;
-pub mod providers;
 pub mod telemetry;
 
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use inlet_core::{clock, config, crypto};
+pub use inlet_webhooks::providers;

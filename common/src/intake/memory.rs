@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::ports::{
-    Claim, DedupeStore, EventQueue, QueueError, RateDecision, RateLimiter, SourceStore, StoreError,
+use inlet_webhooks::envelope::Envelope;
+use inlet_webhooks::intake::{
+    Claim, DedupeStore, EventQueue, QueueError, RateDecision, RateLimit, RateLimiter, Source,
+    SourceStore, StoreError,
 };
-use super::source::{RateLimit, Source};
-use super::Envelope;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex

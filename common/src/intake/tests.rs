@@ -6,6 +6,8 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::memory::{MemoryDedupe, MemoryQueue, MemoryRateLimiter, MemorySources};
 use super::*;
+use inlet_core::CompanyId;
+use inlet_webhooks::providers::{Provider, SigningSecret};
 
 const NOW_MS: i64 = 1_700_000_000_000;
 const SECRET: &str = "whsec_pipeline_test";

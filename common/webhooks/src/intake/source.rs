@@ -2,8 +2,8 @@
 
 use std::borrow::Cow;
 
-use crate::db::CompanyId;
 use crate::providers::{Provider, SigningSecret};
+use inlet_core::CompanyId;
 
 pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024;
 pub const DEFAULT_TOLERANCE_SECS: i64 = 300;

@@ -1,8 +1,8 @@
 //! Demo sources for the local stack and the samples in `events/`: one per provider, fixed ids
 //! and secrets that exist only on a laptop. `inlet sources seed-demo` refuses production.
 
-use crate::db::CompanyId;
 use crate::providers::{Provider, SigningSecret};
+use inlet_core::CompanyId;
 
 use super::{Source, SourceSecret, TenantRule, DEFAULT_BODY_LIMIT, DEFAULT_TOLERANCE_SECS};
 

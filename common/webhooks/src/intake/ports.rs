@@ -3,7 +3,7 @@
 use super::source::{RateLimit, Source};
 use std::sync::Arc;
 
-use super::Envelope;
+use crate::envelope::Envelope;
 
 pub use inlet_core::StoreError;
 
