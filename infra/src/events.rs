@@ -7,8 +7,8 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use inlet_common::intake::demo;
-use inlet_common::providers::Provider;
+use inlet_webhooks::intake::demo;
+use inlet_webhooks::providers::Provider;
 use serde_json::Value;
 
 /// Re-signs every `webhook-<provider>*.json` in `dir` at `now` (Unix seconds). Returns the files.
@@ -98,7 +98,7 @@ pub fn resign(event: &mut Value, provider: Provider, now: i64) -> anyhow::Result
 #[cfg(test)]
 mod tests {
     use http::{HeaderMap, HeaderName, HeaderValue};
-    use inlet_common::providers::VerifyOptions;
+    use inlet_webhooks::providers::VerifyOptions;
 
     use super::*;
 

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use inlet_common::db::{self, audit, migrate};
-use inlet_common::telemetry::{self, LogFormat};
+use inlet_postgres::{self as db, audit, migrate};
 
 #[derive(Parser)]
 #[command(
@@ -152,7 +151,7 @@ enum DbCommand {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    telemetry::init(LogFormat::Text);
+    inlet_infra::init_logging();
     let cli = Cli::parse();
     match run(cli.command).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -201,7 +200,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 bail!("refusing to create demo data with INLET_ENV=production");
             }
             let client = db::connect(&database_url).await?;
-            let company = inlet_common::intake::demo::DEMO_COMPANY;
+            let company = inlet_webhooks::intake::demo::DEMO_COMPANY;
             client
                 .execute(
                     "INSERT INTO companies (company_id, name) VALUES ($1, 'Demo Company') ON CONFLICT DO NOTHING",
@@ -263,7 +262,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             headers,
             table,
         } => {
-            let provider = inlet_common::providers::Provider::parse(&provider)
+            let provider = inlet_webhooks::providers::Provider::parse(&provider)
                 .ok_or_else(|| anyhow::anyhow!("unknown provider {provider}"))?;
             let body =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -299,7 +298,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             ..
         } => {
             let template = template::Template::load(&template)?;
-            let config = inlet_common::aws::sdk_config().await;
+            let config = inlet_adapters::aws::sdk_config().await;
             let created = resources::create_all(
                 &template,
                 &aws_sdk_dynamodb::Client::new(&config),
@@ -338,7 +337,7 @@ async fn status(database_url: &str) -> anyhow::Result<()> {
     let version: String = client.query_one("SHOW server_version", &[]).await?.get(0);
     println!("postgres: ok (server {version})");
 
-    let config = inlet_common::aws::sdk_config().await;
+    let config = inlet_adapters::aws::sdk_config().await;
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "AWS".to_owned());
     let hint = || {
         format!(

@@ -5,9 +5,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
-use inlet_common::aws::DynamoSources;
-use inlet_common::crypto::{random_bytes, KeyRing};
-use inlet_common::providers::Provider;
+use inlet_adapters::aws::DynamoSources;
+use inlet_core::crypto::{random_bytes, KeyRing};
+use inlet_webhooks::providers::Provider;
 
 /// The event id the signature carries: the payload's own `id` when it has one.
 pub fn event_id(body: &[u8]) -> String {
@@ -28,7 +28,7 @@ pub struct Send {
 
 pub async fn run(send: Send) -> anyhow::Result<crate::http::Answer> {
     let keys = KeyRing::from_env()?;
-    let config = inlet_common::aws::sdk_config().await;
+    let config = inlet_adapters::aws::sdk_config().await;
     let store = DynamoSources::new(
         aws_sdk_dynamodb::Client::new(&config),
         &send.table,

@@ -5,13 +5,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context};
 use base64::Engine;
 use clap::{Args, Subcommand};
-use inlet_common::aws::{valid_source_id, DynamoSources};
-use inlet_common::crypto::{random_bytes, KeyRing};
-use inlet_common::db::CompanyId;
-use inlet_common::intake::{
+use inlet_adapters::aws::DynamoSources;
+use inlet_core::crypto::{random_bytes, KeyRing};
+use inlet_core::CompanyId;
+use inlet_webhooks::intake::{
     demo, RateLimit, Source, SourceSecret, TenantRule, DEFAULT_BODY_LIMIT, DEFAULT_TOLERANCE_SECS,
 };
-use inlet_common::providers::{Provider, SigningSecret};
+use inlet_webhooks::providers::{Provider, SigningSecret};
 
 #[derive(Args)]
 pub struct SourcesArgs {
@@ -138,7 +138,7 @@ fn now_ms() -> i64 {
 
 pub async fn run(args: SourcesArgs) -> anyhow::Result<()> {
     let keys = KeyRing::from_env()?;
-    let config = inlet_common::aws::sdk_config().await;
+    let config = inlet_adapters::aws::sdk_config().await;
     let store = DynamoSources::new(
         aws_sdk_dynamodb::Client::new(&config),
         &args.table,
@@ -156,7 +156,7 @@ pub async fn run(args: SourcesArgs) -> anyhow::Result<()> {
     match args.command {
         SourcesCommand::Add(add) => {
             let source_id = match add.id {
-                Some(id) if valid_source_id(&id) => id,
+                Some(id) if inlet_core::SourceId::is_valid(&id) => id,
                 Some(_) => bail!("--id must be 1-64 characters of A-Z a-z 0-9 _ -"),
                 None => format!("src_{}", hex::encode(random_bytes(6))),
             };
@@ -167,7 +167,9 @@ pub async fn run(args: SourcesArgs) -> anyhow::Result<()> {
                 (Some(company), _) => TenantRule::Fixed(
                     CompanyId::parse(&company).map_err(|e| anyhow!("--company: {e}"))?,
                 ),
-                (None, Some(pointer)) if inlet_common::intake::json_pointer::is_valid(&pointer) => {
+                (None, Some(pointer))
+                    if inlet_webhooks::intake::json_pointer::is_valid(&pointer) =>
+                {
                     TenantRule::Pointer(pointer)
                 }
                 (None, Some(_)) => {
@@ -248,7 +250,7 @@ pub async fn run(args: SourcesArgs) -> anyhow::Result<()> {
                     None => "active".to_owned(),
                     Some(t) if t > now => format!(
                         "active until {}",
-                        inlet_common::intake::rfc3339_ms(t).unwrap_or_default()
+                        inlet_core::clock::rfc3339_ms(t).unwrap_or_default()
                     ),
                     Some(_) => "expired".to_owned(),
                 };
@@ -283,7 +285,7 @@ pub async fn run(args: SourcesArgs) -> anyhow::Result<()> {
             store.put(&source).await?;
             println!(
                 "source {source_id}: new secret added; previous secrets verify until {}",
-                inlet_common::intake::rfc3339_ms(until).unwrap_or_default()
+                inlet_core::clock::rfc3339_ms(until).unwrap_or_default()
             );
             if generated {
                 println!(

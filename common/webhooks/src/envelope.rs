@@ -15,19 +15,6 @@ use serde_json::value::RawValue;
 
 pub const ENVELOPE_VERSION: u32 = 1;
 
-/// Request headers a consumer may need; signature headers are never carried.
-pub const CARRIED_HEADERS: [&str; 9] = [
-    "content-type",
-    "user-agent",
-    "x-github-event",
-    "x-github-hook-id",
-    "x-shopify-topic",
-    "x-shopify-shop-domain",
-    "x-shopify-api-version",
-    "x-slack-retry-num",
-    "x-slack-retry-reason",
-];
-
 /// Text fields borrow from the request while intake builds an envelope (no copies on the hot
 /// path); a consumer reading one from SQS owns them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! The events queue's consumer: envelopes into tenant Postgres, exactly once in effect.
 
-use inlet_common::domain::process_events;
+use inlet_lambda::process_events;
 
 #[tokio::main]
 async fn main() -> Result<(), process_events::Error> {

@@ -1,6 +1,6 @@
 //! The reminders queue's consumer: each due reminder delivered once, signed, and logged.
 
-use inlet_common::domain::send_reminders;
+use inlet_lambda::send_reminders;
 
 #[tokio::main]
 async fn main() -> Result<(), send_reminders::Error> {

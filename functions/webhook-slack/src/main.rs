@@ -1,9 +1,8 @@
 //! `POST /webhooks/slack/{source_id}`: the intake pipeline for Slack webhooks.
 
-use inlet_common::intake::lambda;
-use inlet_common::providers::Provider;
+use inlet_lambda::webhook::{self, Provider};
 
 #[tokio::main]
-async fn main() -> Result<(), lambda::Error> {
-    lambda::run(Provider::Slack).await
+async fn main() -> Result<(), webhook::Error> {
+    webhook::run(Provider::Slack).await
 }

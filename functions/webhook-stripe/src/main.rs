@@ -1,9 +1,8 @@
 //! `POST /webhooks/stripe/{source_id}`: the intake pipeline for Stripe webhooks.
 
-use inlet_common::intake::lambda;
-use inlet_common::providers::Provider;
+use inlet_lambda::webhook::{self, Provider};
 
 #[tokio::main]
-async fn main() -> Result<(), lambda::Error> {
-    lambda::run(Provider::Stripe).await
+async fn main() -> Result<(), webhook::Error> {
+    webhook::run(Provider::Stripe).await
 }

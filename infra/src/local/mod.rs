@@ -246,7 +246,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let (stack, locals) = prepare(&options, &format!("http://{address}"))?;
     let stack = Arc::new(stack);
     let output = Arc::new(options.output.clone());
-    let config = inlet_common::aws::sdk_config().await;
+    let config = inlet_adapters::aws::sdk_config().await;
     let mut template = Template::load(&options.template)?;
     template.prefix.clone_from(&options.resource_prefix);
     crate::resources::create_all(

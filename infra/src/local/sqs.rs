@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use bytes::Bytes;
-use inlet_common::aws::lambda_record;
+use inlet_adapters::aws::lambda_record;
 use tokio::sync::watch;
 
 use super::function::LocalFunction;
@@ -81,7 +81,7 @@ async fn receive(
             .message_attribute_names("All")
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!(inlet_common::aws::describe_error(&e)))?;
+            .map_err(|e| anyhow::anyhow!(inlet_adapters::aws::describe_error(&e)))?;
         messages.extend(received.messages.unwrap_or_default());
         let full = messages.len() >= source.batch_size as usize;
         let window_over = started.elapsed() >= source.window;
@@ -176,7 +176,7 @@ pub async fn poll(
             output.say(&format!(
                 "{}: deleting processed messages failed: {}",
                 function.spec.id,
-                inlet_common::aws::describe_error(&error)
+                inlet_adapters::aws::describe_error(&error)
             ));
         }
     }

@@ -1,7 +1,7 @@
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use inlet_common::testing::{migrations_dir, required_env, TestDb};
+use inlet_testing::{migrations_dir, required_env, TestDb};
 
 fn inlet(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_inlet"));

@@ -7,13 +7,13 @@ use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use inlet_common::aws::DynamoSources;
-use inlet_common::crypto::KeyRing;
-use inlet_common::intake::demo;
-use inlet_common::providers::Provider;
-use inlet_common::testing::{required_env, AwsFixture, TEST_KEYS};
+use inlet_adapters::aws::DynamoSources;
+use inlet_core::crypto::KeyRing;
 use inlet_infra::events;
 use inlet_infra::runtime::{FunctionProcess, Outcome, RuntimeApi};
+use inlet_testing::{required_env, AwsFixture, TEST_KEYS};
+use inlet_webhooks::intake::demo;
+use inlet_webhooks::providers::Provider;
 use serde_json::Value;
 
 /// Builds the webhook binaries (a no-op when they are fresh) and returns the directory. The
@@ -33,8 +33,8 @@ pub(crate) fn built_functions() -> PathBuf {
 }
 
 /// A fresh database holding the demo company the events/ samples and the demo sources name.
-pub(crate) async fn demo_company_db() -> inlet_common::testing::TestDb {
-    let db = inlet_common::testing::TestDb::create().await;
+pub(crate) async fn demo_company_db() -> inlet_testing::TestDb {
+    let db = inlet_testing::TestDb::create().await;
     db.admin()
         .await
         .execute(

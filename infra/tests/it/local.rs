@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use inlet_common::aws::DynamoSources;
-use inlet_common::crypto::KeyRing;
-use inlet_common::intake::demo;
-use inlet_common::testing::TestDb;
+use inlet_adapters::aws::DynamoSources;
+use inlet_core::crypto::KeyRing;
 use inlet_infra::http;
+use inlet_testing::TestDb;
+use inlet_webhooks::intake::demo;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -178,7 +178,7 @@ async fn signed_webhooks_flow_through_gateway_queue_and_consumer_into_postgres()
     )
     .await;
     let sources_table = format!("{prefix}SourcesTable");
-    let config = inlet_common::aws::sdk_config().await;
+    let config = inlet_adapters::aws::sdk_config().await;
     let sources = DynamoSources::new(
         aws_sdk_dynamodb::Client::new(&config),
         &sources_table,
@@ -203,7 +203,9 @@ async fn signed_webhooks_flow_through_gateway_queue_and_consumer_into_postgres()
                 "send",
                 provider,
                 "--source",
-                &demo::demo_source_id(inlet_common::providers::Provider::parse(provider).unwrap()),
+                &demo::demo_source_id(
+                    inlet_webhooks::providers::Provider::parse(provider).unwrap(),
+                ),
                 "--file",
                 file.to_str().unwrap(),
                 "--url",
@@ -406,7 +408,7 @@ async fn timeouts_crashes_and_schedules_behave_as_lambda_and_shutdown_is_clean()
         .await;
 
     // A consumer that times out: the batch stays and comes back after the visibility timeout.
-    let config = inlet_common::aws::sdk_config().await;
+    let config = inlet_adapters::aws::sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&config);
     let sent = sqs
         .send_message()

@@ -15,17 +15,7 @@ pub fn demo_source_id(provider: Provider) -> String {
 
 /// The local-only secret of a provider's demo source, in the shape that provider issues.
 pub fn demo_secret(provider: Provider) -> SigningSecret {
-    SigningSecret::new(match provider {
-        Provider::Stripe => "whsec_local_demo_stripe_secret_not_for_production",
-        // base64 of "local-demo-svix-key-not-for-prod" (32 bytes)
-        Provider::Clerk | Provider::Standard => {
-            "whsec_bG9jYWwtZGVtby1zdml4LWtleS1ub3QtZm9yLXByb2Q="
-        }
-        Provider::Whop => "ws_local_demo_whop_secret_not_for_production",
-        Provider::Github => "local-demo-github-secret",
-        Provider::Shopify => "local-demo-shopify-secret",
-        Provider::Slack => "localdemoslacksigningsecret00000",
-    })
+    provider.demo_secret()
 }
 
 pub fn demo_sources() -> Vec<Source> {

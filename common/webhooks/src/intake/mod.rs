@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use http::HeaderMap;
 
-use crate::envelope::{BodyEncoding, Envelope, EnvelopeMeta, CARRIED_HEADERS, ENVELOPE_VERSION};
+use crate::envelope::{BodyEncoding, Envelope, EnvelopeMeta, ENVELOPE_VERSION};
 use inlet_core::clock::rfc3339_ms;
 pub use ports::{
     Claim, DedupeStore, EventQueue, QueueError, RateDecision, RateLimiter, SourceStore, StoreError,
@@ -26,7 +26,7 @@ pub use source::{
     DEFAULT_TOLERANCE_SECS,
 };
 
-use crate::providers::{Provider, SigningSecret, VerifyOptions};
+use crate::providers::{Provider, SigningSecret, VerifyOptions, COMMON_CARRIED_HEADERS};
 use inlet_core::CompanyId;
 
 /// One webhook request as the gateway delivered it.
@@ -233,7 +233,7 @@ where
                 object_id: identity.object_id,
                 occurred_at: identity.occurred_at_ms.and_then(rfc3339_ms),
                 received_at: rfc3339_ms(now_ms).unwrap_or_default(),
-                headers: carried_headers(request.headers),
+                headers: carried_headers(provider, request.headers),
                 trace_id: request.trace_id.map(Cow::Borrowed),
                 body_encoding: BodyEncoding::for_body(request.body, identity.body_is_json),
             },
@@ -311,11 +311,18 @@ fn unavailable(code: &'static str) -> IntakeResponse {
     .with_retry_after(5)
 }
 
-/// One pass over the request's headers (there are few), keeping the carried ones, borrowed.
-fn carried_headers(headers: &HeaderMap) -> BTreeMap<Cow<'_, str>, Cow<'_, str>> {
+/// One pass over the request's headers (there are few), keeping the ones the consumer may
+/// need (never a signature header), borrowed.
+fn carried_headers(
+    provider: Provider,
+    headers: &HeaderMap,
+) -> BTreeMap<Cow<'_, str>, Cow<'_, str>> {
     let mut carried = BTreeMap::new();
+    let wanted = |name: &str| {
+        COMMON_CARRIED_HEADERS.contains(&name) || provider.carried_headers().contains(&name)
+    };
     for (name, value) in headers {
-        if !CARRIED_HEADERS.contains(&name.as_str()) || value.len() > 512 {
+        if !wanted(name.as_str()) || value.len() > 512 {
             continue;
         }
         if let Ok(value) = value.to_str() {

@@ -3,14 +3,57 @@
 
 use http::HeaderMap;
 
-use super::standard::{identify_payload, Headers};
-use super::{EventIdentity, IdentityError};
+use super::standard::{self, identify_payload, Headers};
+use super::{EventIdentity, IdentityError, SignatureError, SigningSecret, VerifyOptions};
 
 pub(crate) fn identify<'a>(
     headers: &'a HeaderMap,
     body: &'a [u8],
 ) -> Result<EventIdentity<'a>, IdentityError> {
     identify_payload(headers, Headers::Svix, body)
+}
+
+/// Clerk in the provider table: Svix's scheme and headers.
+pub(crate) struct Clerk;
+
+impl super::ProviderSpec for Clerk {
+    // base64 of "local-demo-svix-key-not-for-prod" (32 bytes)
+    const DEMO_SECRET: &'static str = "whsec_bG9jYWwtZGVtby1zdml4LWtleS1ub3QtZm9yLXByb2Q=";
+
+    fn verify(
+        headers: &HeaderMap,
+        body: &[u8],
+        secrets: &[&SigningSecret],
+        options: VerifyOptions,
+    ) -> Result<(), SignatureError> {
+        standard::verify_svix(headers, body, secrets, options)
+    }
+
+    fn identify<'a>(
+        headers: &'a HeaderMap,
+        body: &'a [u8],
+    ) -> Result<EventIdentity<'a>, IdentityError> {
+        identify(headers, body)
+    }
+
+    fn sign(
+        secret: &SigningSecret,
+        body: &[u8],
+        timestamp: i64,
+        event_id: &str,
+    ) -> Vec<(String, String)> {
+        standard::sign_with_key(
+            Headers::Svix,
+            &standard::decode_key(secret.expose()).unwrap_or_default(),
+            event_id,
+            timestamp,
+            body,
+        )
+    }
+
+    fn check_secret(secret: &str) -> Result<(), &'static str> {
+        standard::check_secret(secret)
+    }
 }
 
 #[cfg(test)]

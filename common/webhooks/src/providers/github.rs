@@ -3,6 +3,8 @@
 //! replays are caught by the dedupe on the delivery id.
 
 use http::HeaderMap;
+
+use super::VerifyOptions;
 use serde::Deserialize;
 
 use super::scheme::{header, hex_tag, hmac_sha256, matches_any, raw_keys, required_header};
@@ -57,6 +59,42 @@ pub(crate) fn identify<'a>(
         body_is_json: true,
         ..EventIdentity::default()
     })
+}
+
+/// GitHub in the provider table.
+pub(crate) struct Github;
+
+impl super::ProviderSpec for Github {
+    const CARRIED_HEADERS: &'static [&'static str] = &["x-github-event", "x-github-hook-id"];
+    const DEMO_SECRET: &'static str = "local-demo-github-secret";
+
+    fn verify(
+        headers: &HeaderMap,
+        body: &[u8],
+        secrets: &[&SigningSecret],
+        _options: VerifyOptions,
+    ) -> Result<(), SignatureError> {
+        verify(headers, body, secrets)
+    }
+
+    fn identify<'a>(
+        headers: &'a HeaderMap,
+        body: &'a [u8],
+    ) -> Result<EventIdentity<'a>, IdentityError> {
+        identify(headers, body)
+    }
+
+    fn sign(
+        secret: &SigningSecret,
+        body: &[u8],
+        _timestamp: i64,
+        event_id: &str,
+    ) -> Vec<(String, String)> {
+        vec![
+            (SIGNATURE_HEADER.to_owned(), sign(secret, body)),
+            ("x-github-delivery".to_owned(), event_id.to_owned()),
+        ]
+    }
 }
 
 #[cfg(test)]

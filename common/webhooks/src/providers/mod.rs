@@ -18,42 +18,151 @@ use std::fmt;
 use http::HeaderMap;
 pub use scheme::{SignatureError, VerifyOptions};
 
-/// A provider Inlet can take webhooks from; the `{provider}` segment of the route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Provider {
-    Stripe,
-    Clerk,
-    Whop,
-    Github,
-    Shopify,
-    Slack,
+/// What one provider module provides. Adding a provider is its module (with one of these),
+/// one line in [`providers!`] below, its function folder, its template entry and its events
+/// sample; a checklist test names whatever is missing.
+pub(crate) trait ProviderSpec {
+    /// Request headers the consumer may need (never signature headers), beyond
+    /// [`COMMON_CARRIED_HEADERS`].
+    const CARRIED_HEADERS: &'static [&'static str] = &[];
+    /// The local-only secret of its demo source, in the shape the provider issues.
+    const DEMO_SECRET: &'static str;
+
+    fn verify(
+        headers: &HeaderMap,
+        body: &[u8],
+        secrets: &[&SigningSecret],
+        options: VerifyOptions,
+    ) -> Result<(), SignatureError>;
+
+    fn identify<'a>(
+        headers: &'a HeaderMap,
+        body: &'a [u8],
+    ) -> Result<EventIdentity<'a>, IdentityError>;
+
+    /// The headers the provider would send with `body`.
+    fn sign(
+        secret: &SigningSecret,
+        body: &[u8],
+        timestamp: i64,
+        event_id: &str,
+    ) -> Vec<(String, String)>;
+
+    /// A response the provider expects instead of processing (Slack's `url_verification`).
+    fn handshake(_body: &[u8]) -> Option<String> {
+        None
+    }
+
+    /// Whether a secret has the shape this provider issues.
+    fn check_secret(_secret: &str) -> Result<(), &'static str> {
+        Ok(())
+    }
+}
+
+/// Headers every provider's envelope carries when present.
+pub const COMMON_CARRIED_HEADERS: [&str; 2] = ["content-type", "user-agent"];
+
+/// The provider table: each line gives a variant, its route name and its module's spec. The
+/// enum, [`Provider::ALL`], the names and every dispatch below are generated from it.
+macro_rules! providers {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal, $spec:ty;)+) => {
+        /// A provider Inlet can take webhooks from; the `{provider}` segment of the route.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Provider {
+            $($(#[$doc])* $variant,)+
+        }
+
+        impl Provider {
+            pub const ALL: [Provider; [$($name),+].len()] = [$(Provider::$variant),+];
+
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Provider::$variant => $name,)+
+                }
+            }
+
+            fn verify_with(
+                self,
+                headers: &HeaderMap,
+                body: &[u8],
+                secrets: &[&SigningSecret],
+                options: VerifyOptions,
+            ) -> Result<(), SignatureError> {
+                match self {
+                    $(Provider::$variant => <$spec>::verify(headers, body, secrets, options),)+
+                }
+            }
+
+            /// Reads the event's identity from a verified request.
+            pub fn identify<'a>(
+                self,
+                headers: &'a HeaderMap,
+                body: &'a [u8],
+            ) -> Result<EventIdentity<'a>, IdentityError> {
+                match self {
+                    $(Provider::$variant => <$spec>::identify(headers, body),)+
+                }
+            }
+
+            /// A response the provider expects instead of processing (Slack's
+            /// `url_verification`): the body to answer with, after the signature has been
+            /// verified.
+            pub fn handshake(self, body: &[u8]) -> Option<String> {
+                match self {
+                    $(Provider::$variant => <$spec>::handshake(body),)+
+                }
+            }
+
+            /// Signs `body` as the provider would: the headers to send. For `inlet send`,
+            /// sample events and tests. `event_id` is used by schemes that sign it (Standard
+            /// Webhooks, Svix) or send it in a header (GitHub, Shopify).
+            pub fn sign(
+                self,
+                secret: &SigningSecret,
+                body: &[u8],
+                timestamp: i64,
+                event_id: &str,
+            ) -> Vec<(String, String)> {
+                match self {
+                    $(Provider::$variant => <$spec>::sign(secret, body, timestamp, event_id),)+
+                }
+            }
+
+            fn check_secret_shape(self, secret: &str) -> Result<(), &'static str> {
+                match self {
+                    $(Provider::$variant => <$spec>::check_secret(secret),)+
+                }
+            }
+
+            /// The request headers this provider's envelopes carry, beyond the common ones.
+            pub fn carried_headers(self) -> &'static [&'static str] {
+                match self {
+                    $(Provider::$variant => <$spec>::CARRIED_HEADERS,)+
+                }
+            }
+
+            /// The local-only secret of this provider's demo source.
+            pub fn demo_secret(self) -> SigningSecret {
+                SigningSecret::new(match self {
+                    $(Provider::$variant => <$spec>::DEMO_SECRET,)+
+                })
+            }
+        }
+    };
+}
+
+providers! {
+    Stripe => "stripe", stripe::Stripe;
+    Clerk => "clerk", clerk::Clerk;
+    Whop => "whop", whop::Whop;
+    Github => "github", github::Github;
+    Shopify => "shopify", shopify::Shopify;
+    Slack => "slack", slack::Slack;
     /// Any Standard Webhooks sender (webhook-* or svix-* headers).
-    Standard,
+    Standard => "standard", standard::Standard;
 }
 
 impl Provider {
-    pub const ALL: [Provider; 7] = [
-        Provider::Stripe,
-        Provider::Clerk,
-        Provider::Whop,
-        Provider::Github,
-        Provider::Shopify,
-        Provider::Slack,
-        Provider::Standard,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::Stripe => "stripe",
-            Provider::Clerk => "clerk",
-            Provider::Whop => "whop",
-            Provider::Github => "github",
-            Provider::Shopify => "shopify",
-            Provider::Slack => "slack",
-            Provider::Standard => "standard",
-        }
-    }
-
     pub fn parse(name: &str) -> Option<Provider> {
         Provider::ALL.into_iter().find(|p| p.as_str() == name)
     }
@@ -69,91 +178,7 @@ impl Provider {
         if secrets.is_empty() {
             return Err(SignatureError::NoActiveSecret);
         }
-        match self {
-            Provider::Stripe => stripe::verify(headers, body, secrets, options),
-            Provider::Clerk => standard::verify_svix(headers, body, secrets, options),
-            Provider::Standard => standard::verify(headers, body, secrets, options),
-            Provider::Whop => whop::verify(headers, body, secrets, options),
-            Provider::Github => github::verify(headers, body, secrets),
-            Provider::Shopify => shopify::verify(headers, body, secrets),
-            Provider::Slack => slack::verify(headers, body, secrets, options),
-        }
-    }
-
-    /// Reads the event's identity from a verified request.
-    pub fn identify<'a>(
-        self,
-        headers: &'a HeaderMap,
-        body: &'a [u8],
-    ) -> Result<EventIdentity<'a>, IdentityError> {
-        match self {
-            Provider::Stripe => stripe::identify(body),
-            Provider::Clerk => clerk::identify(headers, body),
-            Provider::Standard => standard::identify(headers, body),
-            Provider::Whop => whop::identify(headers, body),
-            Provider::Github => github::identify(headers, body),
-            Provider::Shopify => shopify::identify(headers, body),
-            Provider::Slack => slack::identify(headers, body),
-        }
-    }
-
-    /// A response the provider expects instead of processing (Slack's `url_verification`):
-    /// the body to answer with, after the signature has been verified.
-    pub fn handshake(self, body: &[u8]) -> Option<String> {
-        match self {
-            Provider::Slack => slack::handshake(body),
-            _ => None,
-        }
-    }
-
-    /// Signs `body` as the provider would: the headers to send. For `inlet send`, sample
-    /// events and tests. `event_id` is used by schemes that sign it (Standard Webhooks, Svix).
-    pub fn sign(
-        self,
-        secret: &SigningSecret,
-        body: &[u8],
-        timestamp: i64,
-        event_id: &str,
-    ) -> Vec<(String, String)> {
-        let one = |name: &str, value: String| vec![(name.to_owned(), value)];
-        match self {
-            Provider::Stripe => one(
-                stripe::SIGNATURE_HEADER,
-                stripe::sign(secret, body, timestamp),
-            ),
-            Provider::Clerk => standard::sign_with_key(
-                standard::Headers::Svix,
-                &standard::decode_key(secret.expose()).unwrap_or_default(),
-                event_id,
-                timestamp,
-                body,
-            ),
-            Provider::Standard => standard::sign_with_key(
-                standard::Headers::Webhook,
-                &standard::decode_key(secret.expose()).unwrap_or_default(),
-                event_id,
-                timestamp,
-                body,
-            ),
-            Provider::Whop => whop::sign(secret, event_id, timestamp, body),
-            Provider::Github => {
-                let mut headers = one(github::SIGNATURE_HEADER, github::sign(secret, body));
-                headers.push(("x-github-delivery".to_owned(), event_id.to_owned()));
-                headers
-            }
-            Provider::Shopify => {
-                let mut headers = one(shopify::SIGNATURE_HEADER, shopify::sign(secret, body));
-                headers.push(("x-shopify-webhook-id".to_owned(), event_id.to_owned()));
-                headers
-            }
-            Provider::Slack => vec![
-                (
-                    slack::SIGNATURE_HEADER.to_owned(),
-                    slack::sign(secret, timestamp, body),
-                ),
-                (slack::TIMESTAMP_HEADER.to_owned(), timestamp.to_string()),
-            ],
-        }
+        self.verify_with(headers, body, secrets, options)
     }
 
     /// Whether `secret` has the shape this provider issues, checked when a source is saved so a
@@ -162,12 +187,7 @@ impl Provider {
         if secret.is_empty() || secret.len() > 1024 {
             return Err("a signing secret must be 1-1024 characters");
         }
-        match self {
-            Provider::Clerk | Provider::Standard => standard::decode_key(secret)
-                .map(|_| ())
-                .ok_or("expected whsec_ followed by base64"),
-            _ => Ok(()),
-        }
+        self.check_secret_shape(secret)
     }
 }
 

@@ -4,6 +4,8 @@
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use http::HeaderMap;
+
+use super::VerifyOptions;
 use serde::Deserialize;
 
 use super::scheme::{base64_tag, header, hmac_sha256, matches_any, raw_keys, required_header};
@@ -60,6 +62,46 @@ pub(crate) fn identify<'a>(
         occurred_at_ms,
         body_is_json: true,
     })
+}
+
+/// Shopify in the provider table.
+pub(crate) struct Shopify;
+
+impl super::ProviderSpec for Shopify {
+    const CARRIED_HEADERS: &'static [&'static str] = &[
+        "x-shopify-topic",
+        "x-shopify-shop-domain",
+        "x-shopify-api-version",
+    ];
+    const DEMO_SECRET: &'static str = "local-demo-shopify-secret";
+
+    fn verify(
+        headers: &HeaderMap,
+        body: &[u8],
+        secrets: &[&SigningSecret],
+        _options: VerifyOptions,
+    ) -> Result<(), SignatureError> {
+        verify(headers, body, secrets)
+    }
+
+    fn identify<'a>(
+        headers: &'a HeaderMap,
+        body: &'a [u8],
+    ) -> Result<EventIdentity<'a>, IdentityError> {
+        identify(headers, body)
+    }
+
+    fn sign(
+        secret: &SigningSecret,
+        body: &[u8],
+        _timestamp: i64,
+        event_id: &str,
+    ) -> Vec<(String, String)> {
+        vec![
+            (SIGNATURE_HEADER.to_owned(), sign(secret, body)),
+            ("x-shopify-webhook-id".to_owned(), event_id.to_owned()),
+        ]
+    }
 }
 
 #[cfg(test)]

@@ -163,6 +163,46 @@ pub(crate) fn identify<'a>(
     })
 }
 
+/// Slack in the provider table.
+pub(crate) struct Slack;
+
+impl super::ProviderSpec for Slack {
+    const CARRIED_HEADERS: &'static [&'static str] = &["x-slack-retry-num", "x-slack-retry-reason"];
+    const DEMO_SECRET: &'static str = "localdemoslacksigningsecret00000";
+
+    fn verify(
+        headers: &HeaderMap,
+        body: &[u8],
+        secrets: &[&SigningSecret],
+        options: VerifyOptions,
+    ) -> Result<(), SignatureError> {
+        verify(headers, body, secrets, options)
+    }
+
+    fn identify<'a>(
+        headers: &'a HeaderMap,
+        body: &'a [u8],
+    ) -> Result<EventIdentity<'a>, IdentityError> {
+        identify(headers, body)
+    }
+
+    fn sign(
+        secret: &SigningSecret,
+        body: &[u8],
+        timestamp: i64,
+        _event_id: &str,
+    ) -> Vec<(String, String)> {
+        vec![
+            (SIGNATURE_HEADER.to_owned(), sign(secret, timestamp, body)),
+            (TIMESTAMP_HEADER.to_owned(), timestamp.to_string()),
+        ]
+    }
+
+    fn handshake(body: &[u8]) -> Option<String> {
+        handshake(body)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

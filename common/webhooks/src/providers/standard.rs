@@ -209,6 +209,56 @@ pub(crate) fn identify<'a>(
     )
 }
 
+/// Whether a secret is `whsec_` followed by base64 (checked when a source is saved).
+pub(crate) fn check_secret(secret: &str) -> Result<(), &'static str> {
+    decode_key(secret)
+        .map(|_| ())
+        .ok_or("expected whsec_ followed by base64")
+}
+
+/// Any Standard Webhooks sender in the provider table.
+pub(crate) struct Standard;
+
+impl super::ProviderSpec for Standard {
+    // base64 of "local-demo-svix-key-not-for-prod" (32 bytes)
+    const DEMO_SECRET: &'static str = "whsec_bG9jYWwtZGVtby1zdml4LWtleS1ub3QtZm9yLXByb2Q=";
+
+    fn verify(
+        headers: &HeaderMap,
+        body: &[u8],
+        secrets: &[&SigningSecret],
+        options: VerifyOptions,
+    ) -> Result<(), SignatureError> {
+        verify(headers, body, secrets, options)
+    }
+
+    fn identify<'a>(
+        headers: &'a HeaderMap,
+        body: &'a [u8],
+    ) -> Result<EventIdentity<'a>, IdentityError> {
+        identify(headers, body)
+    }
+
+    fn sign(
+        secret: &SigningSecret,
+        body: &[u8],
+        timestamp: i64,
+        event_id: &str,
+    ) -> Vec<(String, String)> {
+        sign_with_key(
+            Headers::Webhook,
+            &decode_key(secret.expose()).unwrap_or_default(),
+            event_id,
+            timestamp,
+            body,
+        )
+    }
+
+    fn check_secret(secret: &str) -> Result<(), &'static str> {
+        check_secret(secret)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -114,6 +114,38 @@ pub(crate) fn identify<'a>(body: &'a [u8]) -> Result<EventIdentity<'a>, Identity
     })
 }
 
+/// Stripe in the provider table.
+pub(crate) struct Stripe;
+
+impl super::ProviderSpec for Stripe {
+    const DEMO_SECRET: &'static str = "whsec_local_demo_stripe_secret_not_for_production";
+
+    fn verify(
+        headers: &HeaderMap,
+        body: &[u8],
+        secrets: &[&SigningSecret],
+        options: VerifyOptions,
+    ) -> Result<(), SignatureError> {
+        verify(headers, body, secrets, options)
+    }
+
+    fn identify<'a>(
+        _headers: &'a HeaderMap,
+        body: &'a [u8],
+    ) -> Result<EventIdentity<'a>, IdentityError> {
+        identify(body)
+    }
+
+    fn sign(
+        secret: &SigningSecret,
+        body: &[u8],
+        timestamp: i64,
+        _event_id: &str,
+    ) -> Vec<(String, String)> {
+        vec![(SIGNATURE_HEADER.to_owned(), sign(secret, body, timestamp))]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

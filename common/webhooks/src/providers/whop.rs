@@ -102,6 +102,38 @@ pub(crate) fn identify<'a>(
     })
 }
 
+/// Whop in the provider table.
+pub(crate) struct Whop;
+
+impl super::ProviderSpec for Whop {
+    const DEMO_SECRET: &'static str = "ws_local_demo_whop_secret_not_for_production";
+
+    fn verify(
+        headers: &HeaderMap,
+        body: &[u8],
+        secrets: &[&SigningSecret],
+        options: VerifyOptions,
+    ) -> Result<(), SignatureError> {
+        verify(headers, body, secrets, options)
+    }
+
+    fn identify<'a>(
+        headers: &'a HeaderMap,
+        body: &'a [u8],
+    ) -> Result<EventIdentity<'a>, IdentityError> {
+        identify(headers, body)
+    }
+
+    fn sign(
+        secret: &SigningSecret,
+        body: &[u8],
+        timestamp: i64,
+        event_id: &str,
+    ) -> Vec<(String, String)> {
+        sign(secret, event_id, timestamp, body)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

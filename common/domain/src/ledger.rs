@@ -1,0 +1,254 @@
+//! One envelope, one Postgres transaction, in its tenant's context:
+//!
+//! 1. the tenant must exist (else permanent: an unknown tenant is not going to appear);
+//! 2. the per-object version moves forward only: an event older than the last one applied to
+//!    its object will be recorded `skipped_stale` and changes nothing else;
+//! 3. the ledger row is inserted with its final status, unique per (source, event id): a
+//!    conflict means a duplicate delivery, skipped; concurrent deliveries wait on the unique
+//!    index (and on the object's version row) and then see the winner's row;
+//! 4. the projection registered for (provider, type) is applied (an unregistered type was
+//!    recorded `ignored`), and the transaction commits. Any failure rolls everything back.
+//!
+//! Statements are prepared once per connection: an event costs BEGIN, one round trip per
+//! statement, and COMMIT.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use serde_json::Value;
+
+use inlet_core::crypto::{context, KeyRing};
+use inlet_core::{CompanyId, DeadLetterCode, Failure};
+use inlet_postgres::{Connection, Tx};
+use inlet_webhooks::envelope::Envelope;
+use inlet_webhooks::providers::Provider;
+
+/// How an envelope ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Processed {
+    Applied,
+    Duplicate,
+    Stale,
+    /// No projection for its (provider, type): recorded in the ledger only.
+    Ignored,
+}
+
+impl Processed {
+    pub fn status(self) -> &'static str {
+        match self {
+            Processed::Applied => "completed",
+            Processed::Duplicate => "duplicate",
+            Processed::Stale => "skipped_stale",
+            Processed::Ignored => "ignored",
+        }
+    }
+}
+
+/// What a projection sees: the envelope and its body parsed once.
+pub struct Event<'a> {
+    pub envelope: &'a Envelope<'a>,
+    /// For sealing personal data a projection keeps (a member's email).
+    pub keys: &'a KeyRing,
+    /// The body as JSON (`Null` when it is not JSON, e.g. a Slack form).
+    pub payload: Value,
+}
+
+impl Event<'_> {
+    /// When the event happened (RFC 3339), or when it was received if the provider does not say.
+    pub fn occurred_at(&self) -> &str {
+        let meta = &self.envelope.meta;
+        meta.occurred_at.as_deref().unwrap_or(&meta.received_at)
+    }
+}
+
+pub type ProjectionFuture<'t> = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send + 't>>;
+
+/// A projection: applies one event inside the ledger's transaction.
+pub type ProjectFn = for<'t> fn(&'t Tx<'t>, &'t Event<'t>) -> ProjectionFuture<'t>;
+
+/// Projections per (provider, event type): adding one is a function and a line. Every
+/// registered type has a fixture event that the suite applies (`projection_fixtures`), so a
+/// misspelt type fails a test instead of recording events `ignored`.
+#[derive(Default, Clone)]
+pub struct Projections {
+    map: HashMap<(Provider, &'static str), ProjectFn>,
+}
+
+impl Projections {
+    pub fn register(
+        mut self,
+        provider: Provider,
+        event_type: &'static str,
+        project: ProjectFn,
+    ) -> Self {
+        self.map.insert((provider, event_type), project);
+        self
+    }
+
+    fn get(&self, provider: &str, event_type: &str) -> Option<ProjectFn> {
+        let provider = Provider::parse(provider)?;
+        self.map.get(&(provider, event_type)).copied()
+    }
+
+    /// Every registered (provider, event type), sorted.
+    pub fn registered(&self) -> Vec<(Provider, &'static str)> {
+        let mut all: Vec<_> = self.map.keys().copied().collect();
+        all.sort_by_key(|(provider, kind)| (provider.as_str(), *kind));
+        all
+    }
+}
+
+/// Fields kept in the clear in `payload_min`: identifiers, kinds, states and amounts. Names,
+/// emails and free text stay only in the encrypted payload.
+const MINIMAL_FIELDS: [&str; 14] = [
+    "id",
+    "object",
+    "type",
+    "status",
+    "customer",
+    "subscription",
+    "membership",
+    "invoice",
+    "amount",
+    "amount_due",
+    "amount_paid",
+    "currency",
+    "created",
+    "plan",
+];
+
+fn payload_min(payload: &Value) -> Value {
+    let pick = |object: &serde_json::Map<String, Value>| -> Value {
+        MINIMAL_FIELDS
+            .iter()
+            .filter_map(|k| {
+                object
+                    .get(*k)
+                    .filter(|v| !v.is_object() && !v.is_array())
+                    .map(|v| ((*k).to_owned(), v.clone()))
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    let Some(top) = payload.as_object() else {
+        return Value::Null;
+    };
+    let mut min = pick(top);
+    let inner = payload
+        .pointer("/data/object")
+        .or_else(|| payload.get("data"))
+        .and_then(Value::as_object);
+    if let (Some(map), Some(inner)) = (min.as_object_mut(), inner) {
+        map.insert("data".into(), pick(inner));
+    }
+    min
+}
+
+/// Processes one envelope. `Err` carries the class the batch runner acts on.
+pub async fn process(
+    connection: &mut Connection,
+    envelope: &Envelope<'_>,
+    projections: &Projections,
+    keys: &KeyRing,
+) -> Result<Processed, Failure> {
+    let meta = &envelope.meta;
+    let company = CompanyId::parse(&meta.company_id)
+        .map_err(|_| Failure::permanent(DeadLetterCode::Undecodable, "invalid company id"))?;
+    let payload: Value = serde_json::from_slice(&envelope.body).unwrap_or(Value::Null);
+    let context = context::payload(&meta.company_id, &meta.source_id, &meta.event_id);
+    let (key_id, sealed) = keys.seal_bytes(&envelope.body, &context);
+    let project = projections.get(&meta.provider, &meta.event_type);
+
+    let fresh = if project.is_some() {
+        Processed::Applied
+    } else {
+        Processed::Ignored
+    };
+
+    let tx = connection.tx().await?;
+    let recorded: String = tx
+        .query_one(
+            "SELECT record_event($1, $2, $3, $4, $5, $6, $7, $8::text::timestamptz,
+                 $9::text::timestamptz, $10, $11, $12, $13)",
+            &[
+                &company.as_str(),
+                &meta.source_id,
+                &&*meta.provider,
+                &meta.event_id,
+                &meta.event_type,
+                &meta.object_type,
+                &meta.object_id,
+                &meta.occurred_at,
+                &meta.received_at,
+                &fresh.status(),
+                &payload_min(&payload),
+                &sealed,
+                &key_id,
+            ],
+        )
+        .await?
+        .get(0);
+    let outcome = match recorded.as_str() {
+        "unknown_tenant" => {
+            return Err(Failure::permanent(
+                DeadLetterCode::UnknownTenant,
+                format!("unknown tenant {company}"),
+            ))
+        }
+        "other_tenant" => {
+            return Err(Failure::permanent(
+                DeadLetterCode::TenantConflict,
+                "this event id is recorded for another tenant",
+            ))
+        }
+        "duplicate" => Processed::Duplicate,
+        "skipped_stale" => Processed::Stale,
+        "completed" | "ignored" => fresh,
+        other => {
+            return Err(Failure::permanent(
+                DeadLetterCode::DatabaseRejected,
+                format!("record_event answered {other:?}; the migrations and this binary disagree"),
+            ))
+        }
+    };
+    if let (Processed::Applied, Some(project)) = (outcome, project) {
+        project(
+            &tx,
+            &Event {
+                envelope,
+                keys,
+                payload,
+            },
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_min_keeps_identifiers_and_amounts_but_no_personal_data() {
+        let stripe = serde_json::json!({
+            "id": "evt_1", "type": "invoice.payment_failed", "created": 1,
+            "data": {"object": {"id": "in_1", "object": "invoice", "amount_due": 4900, "currency": "usd",
+                "customer": "cus_1", "customer_email": "ada@example.com", "customer_name": "Ada",
+                "lines": {"data": [{"description": "secret stuff"}]}}}
+        });
+        let min = payload_min(&stripe);
+        assert_eq!(min["data"]["amount_due"], 4900);
+        assert_eq!(min["data"]["customer"], "cus_1");
+        let text = min.to_string();
+        for private in ["ada@example.com", "Ada", "secret stuff"] {
+            assert!(
+                !text.contains(private),
+                "{private} leaked into payload_min: {text}"
+            );
+        }
+        assert_eq!(payload_min(&Value::Null), Value::Null);
+    }
+}

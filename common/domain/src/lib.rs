@@ -1,0 +1,19 @@
+//! The domain: what events mean and what Inlet does about them.
+//!
+//! - [`ledger`]: one envelope, one transaction in its tenant's context, exactly once in effect;
+//! - [`projections`]: what each provider's events change (members, memberships, payments,
+//!   recovery cases), registered by provider and event type;
+//! - [`reminders`]: payment-recovery reminders (scheduling, rendering, A/B, delivery outcomes);
+//! - [`ports`]: the only doors to the outside (queues, delivery channels, circuit breaker).
+//!
+//! **Architecture invariant:** no AWS SDK, no HTTP client, no Lambda type. SQL lives here; the
+//! connection plumbing is inlet-postgres.
+
+pub mod events;
+pub mod ledger;
+pub mod money;
+pub mod ports;
+pub mod projections;
+pub mod reminders;
+
+pub use ledger::{process, Event, Processed, ProjectFn, ProjectionFuture, Projections};

@@ -1,0 +1,16 @@
+//! The wiring: each function's settings from the environment (validated at cold start),
+//! clients built once per container, telemetry, and its `run()`. `functions/*/src/main.rs`
+//! only call one of these.
+//!
+//! **Architecture invariant:** the only crate that depends on `lambda_runtime` / `lambda_http`;
+//! it decides nothing the layers below can decide.
+
+pub mod batch;
+pub mod http;
+pub mod metrics;
+pub mod process_events;
+pub mod schedule_reminders;
+pub mod send_reminders;
+pub mod telemetry;
+pub mod track_click;
+pub mod webhook;

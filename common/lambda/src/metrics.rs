@@ -1,0 +1,285 @@
+//! CloudWatch metrics in the Embedded Metric Format (EMF): one JSON line per document on stdout,
+//! which Lambda ships to CloudWatch Logs and CloudWatch turns into metrics. No API calls, no
+//! latency added to a batch.
+//!
+//! Dimensions are a small fixed set (function, provider, outcome): never tenant ids, event ids or
+//! anything else a sender controls, so the number of metric series stays bounded.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use inlet_webhooks::providers::Provider;
+
+/// The CloudWatch namespace every Inlet metric lives in.
+pub const NAMESPACE: &str = "Inlet";
+
+/// EMF allows at most 100 values per metric in one document.
+const MAX_VALUES: usize = 100;
+
+/// Where documents go. Lambda reads stdout; tests read a buffer.
+pub trait MetricsSink: Send + Sync {
+    fn emit(&self, line: &str);
+}
+
+/// Writes each document as one line on stdout.
+pub struct Stdout;
+
+impl MetricsSink for Stdout {
+    fn emit(&self, line: &str) {
+        let mut out = std::io::stdout().lock();
+        // A metrics line that cannot be written must not fail the batch.
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+/// Drops every document (benchmarks, and tests about something else).
+pub struct Discard;
+
+impl MetricsSink for Discard {
+    fn emit(&self, _line: &str) {}
+}
+
+/// What became of one record, as a metric dimension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Outcome {
+    /// Applied to the projections.
+    Processed,
+    /// Recorded in the ledger only: no projection for its type.
+    Ignored,
+    /// Already completed: skipped.
+    Duplicate,
+    /// Older than the last applied event for its object.
+    Stale,
+    /// Sent to the dead-letter queue.
+    Permanent,
+    /// Left on the queue to retry later.
+    Transient,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Processed => "processed",
+            Outcome::Ignored => "ignored",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Stale => "stale",
+            Outcome::Permanent => "permanent",
+            Outcome::Transient => "transient",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    count: u64,
+    queue_age_ms: Vec<u64>,
+}
+
+/// The metrics of one consumer batch, grouped by (provider, outcome).
+#[derive(Debug, Default)]
+pub struct BatchMetrics {
+    groups: BTreeMap<(&'static str, Outcome), Group>,
+    records: u64,
+}
+
+/// A provider name usable as a dimension: one of the known providers, else `unknown`.
+fn provider_dimension(name: Option<&str>) -> &'static str {
+    name.and_then(Provider::parse)
+        .map_or("unknown", Provider::as_str)
+}
+
+/// Milliseconds since the Unix epoch, as EMF timestamps and SQS's `SentTimestamp` count them.
+pub fn now_ms() -> u64 {
+    u64::try_from(inlet_core::clock::now_ms()).unwrap_or(0)
+}
+
+impl BatchMetrics {
+    /// Counts one record. `sent_ms` is SQS's `SentTimestamp`; the queue age is measured against
+    /// `now_ms`.
+    pub fn record(
+        &mut self,
+        provider: Option<&str>,
+        outcome: Outcome,
+        sent_ms: Option<u64>,
+        now_ms: u64,
+    ) {
+        let group = self
+            .groups
+            .entry((provider_dimension(provider), outcome))
+            .or_default();
+        group.count += 1;
+        if let Some(sent) = sent_ms {
+            if group.queue_age_ms.len() < MAX_VALUES {
+                group.queue_age_ms.push(now_ms.saturating_sub(sent));
+            }
+        }
+        self.records += 1;
+    }
+
+    /// The EMF documents for this batch: one per (provider, outcome) with `events` and
+    /// `queue_age`, and one for the batch with `batch_duration` and `batch_size`.
+    pub fn documents(&self, function: &str, duration: Duration, timestamp_ms: u64) -> Vec<Value> {
+        let mut documents = Vec::with_capacity(self.groups.len() + 1);
+        for ((provider, outcome), group) in &self.groups {
+            let mut metrics = vec![("events", "Count", json!(group.count))];
+            if !group.queue_age_ms.is_empty() {
+                metrics.push(("queue_age", "Milliseconds", json!(group.queue_age_ms)));
+            }
+            documents.push(document(
+                timestamp_ms,
+                &[
+                    ("function", function),
+                    ("provider", provider),
+                    ("outcome", outcome.as_str()),
+                ],
+                metrics,
+            ));
+        }
+        let millis = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        documents.push(document(
+            timestamp_ms,
+            &[("function", function)],
+            vec![
+                ("batch_duration", "Milliseconds", json!(millis)),
+                ("batch_size", "Count", json!(self.records)),
+            ],
+        ));
+        documents
+    }
+
+    /// Writes this batch's documents to `sink`.
+    pub fn emit(&self, sink: &dyn MetricsSink, function: &str, duration: Duration) {
+        for document in self.documents(function, duration, now_ms()) {
+            sink.emit(&document.to_string());
+        }
+    }
+}
+
+/// One document of per-run metrics with the `function` dimension only (e.g. a cron's counts).
+pub fn emit_function_metrics(
+    sink: &dyn MetricsSink,
+    function: &str,
+    metrics: &[(&str, &str, u64)],
+) {
+    let values = metrics
+        .iter()
+        .map(|(name, unit, value)| (*name, *unit, json!(value)))
+        .collect();
+    sink.emit(&document(now_ms(), &[("function", function)], values).to_string());
+}
+
+/// One EMF document: the dimensions and metric values at the root, described under `_aws`.
+fn document(
+    timestamp_ms: u64,
+    dimensions: &[(&str, &str)],
+    metrics: Vec<(&str, &str, Value)>,
+) -> Value {
+    let names: Vec<&str> = dimensions.iter().map(|(name, _)| *name).collect();
+    let definitions: Vec<Value> = metrics
+        .iter()
+        .map(|(name, unit, _)| json!({ "Name": name, "Unit": unit }))
+        .collect();
+    let mut root = Map::new();
+    root.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [names],
+                "Metrics": definitions,
+            }],
+        }),
+    );
+    for (name, value) in dimensions {
+        root.insert((*name).into(), Value::from(*value));
+    }
+    for (name, _, value) in metrics {
+        root.insert(name.into(), value);
+    }
+    Value::Object(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_become_documents_cloudwatch_can_read() {
+        let mut batch = BatchMetrics::default();
+        batch.record(Some("stripe"), Outcome::Processed, Some(1_000), 1_250);
+        batch.record(Some("stripe"), Outcome::Processed, Some(1_100), 1_250);
+        batch.record(Some("whop"), Outcome::Permanent, None, 1_250);
+        let documents = batch.documents("process-events", Duration::from_millis(42), 7);
+        assert_eq!(documents.len(), 3);
+
+        let stripe = &documents[0];
+        assert_eq!(stripe["_aws"]["Timestamp"], 7);
+        let directive = &stripe["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "Inlet");
+        assert_eq!(
+            directive["Dimensions"],
+            json!([["function", "provider", "outcome"]])
+        );
+        assert_eq!(
+            directive["Metrics"],
+            json!([
+                {"Name": "events", "Unit": "Count"},
+                {"Name": "queue_age", "Unit": "Milliseconds"}
+            ])
+        );
+        assert_eq!(stripe["function"], "process-events");
+        assert_eq!(stripe["provider"], "stripe");
+        assert_eq!(stripe["outcome"], "processed");
+        assert_eq!(stripe["events"], 2);
+        assert_eq!(stripe["queue_age"], json!([250, 150]));
+
+        let whop = &documents[1];
+        assert_eq!(whop["outcome"], "permanent");
+        assert_eq!(whop["events"], 1);
+        assert!(whop.get("queue_age").is_none(), "no SentTimestamp, no age");
+
+        let batch_doc = &documents[2];
+        assert_eq!(
+            batch_doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["function"]])
+        );
+        assert_eq!(batch_doc["batch_duration"], 42);
+        assert_eq!(batch_doc["batch_size"], 3);
+    }
+
+    #[test]
+    fn a_provider_the_system_does_not_know_is_one_bounded_dimension_value() {
+        let mut batch = BatchMetrics::default();
+        batch.record(Some("cust_8812-evil"), Outcome::Transient, None, 0);
+        batch.record(None, Outcome::Transient, None, 0);
+        let documents = batch.documents("f", Duration::ZERO, 0);
+        assert_eq!(documents[0]["provider"], "unknown");
+        assert_eq!(documents[0]["events"], 2);
+    }
+
+    #[test]
+    fn queue_ages_stay_within_the_emf_value_limit() {
+        let mut batch = BatchMetrics::default();
+        for _ in 0..150 {
+            batch.record(Some("github"), Outcome::Ignored, Some(0), 5);
+        }
+        let documents = batch.documents("f", Duration::ZERO, 0);
+        assert_eq!(documents[0]["events"], 150);
+        assert_eq!(
+            documents[0]["queue_age"].as_array().map(Vec::len),
+            Some(MAX_VALUES)
+        );
+    }
+
+    #[test]
+    fn a_clock_behind_the_queue_reads_as_zero_age_not_a_wrap() {
+        let mut batch = BatchMetrics::default();
+        batch.record(Some("slack"), Outcome::Duplicate, Some(2_000), 1_000);
+        let documents = batch.documents("f", Duration::ZERO, 0);
+        assert_eq!(documents[0]["queue_age"], json!([0]));
+    }
+}

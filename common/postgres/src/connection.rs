@@ -1,0 +1,173 @@
+//! A connection that prepares each statement once: tokio-postgres otherwise prepares an
+//! unnamed statement on every query (a round trip before the one that runs it).
+//!
+//! Statements are keyed by their SQL text, which is always a `&'static str` here: no SQL is
+//! ever built from input. Column lists are explicit everywhere, so a migration that adds a
+//! column never invalidates a cached statement's result type.
+
+use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
+use std::sync::Mutex;
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Row, Statement, Transaction};
+
+use inlet_core::CompanyId;
+
+use crate::DbError;
+
+type Cache = HashMap<&'static str, Statement>;
+
+/// One database connection with its prepared statements.
+pub struct Connection {
+    client: Client,
+    statements: Mutex<Cache>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let prepared = self.statements.lock().map(|c| c.len()).unwrap_or(0);
+        f.debug_struct("Connection")
+            .field("prepared_statements", &prepared)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<Client> for Connection {
+    fn from(client: Client) -> Self {
+        Self {
+            client,
+            statements: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Deref for Connection {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl DerefMut for Connection {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
+/// Whether the tenant context was entered for an existing company.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tenant {
+    Known,
+    Unknown,
+}
+
+impl Connection {
+    /// Begins a transaction whose first statement enters the tenant itself (e.g.
+    /// `record_event`). Until it does, row-level security shows and accepts nothing.
+    pub async fn tx(&mut self) -> Result<Tx<'_>, DbError> {
+        Ok(Tx {
+            tx: self.client.transaction().await?,
+            statements: &self.statements,
+        })
+    }
+
+    /// Begins a transaction in `company`'s context (transaction-local) and says whether that
+    /// company exists: one round trip after BEGIN.
+    pub async fn tenant_tx(&mut self, company: &CompanyId) -> Result<(Tx<'_>, Tenant), DbError> {
+        let tx = Tx {
+            tx: self.client.transaction().await?,
+            statements: &self.statements,
+        };
+        let known: bool = tx
+            .query_one("SELECT enter_company($1)", &[&company.as_str()])
+            .await?
+            .get(0);
+        Ok((
+            tx,
+            if known {
+                Tenant::Known
+            } else {
+                Tenant::Unknown
+            },
+        ))
+    }
+}
+
+/// A transaction whose statements are prepared once per connection.
+pub struct Tx<'a> {
+    tx: Transaction<'a>,
+    /// Shared, not `&mut`: keeps `Tx` covariant in `'a`, like `Transaction`.
+    statements: &'a Mutex<Cache>,
+}
+
+impl Tx<'_> {
+    async fn prepared(&self, sql: &'static str) -> Result<Statement, DbError> {
+        let cached = self
+            .statements
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(sql).cloned());
+        if let Some(statement) = cached {
+            return Ok(statement);
+        }
+        let statement = self.tx.prepare(sql).await?;
+        if let Ok(mut cache) = self.statements.lock() {
+            cache.insert(sql, statement.clone());
+        }
+        Ok(statement)
+    }
+
+    pub async fn execute(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, DbError> {
+        let statement = self.prepared(sql).await?;
+        Ok(self.tx.execute(&statement, params).await?)
+    }
+
+    pub async fn query(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, DbError> {
+        let statement = self.prepared(sql).await?;
+        Ok(self.tx.query(&statement, params).await?)
+    }
+
+    pub async fn query_one(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, DbError> {
+        let statement = self.prepared(sql).await?;
+        Ok(self.tx.query_one(&statement, params).await?)
+    }
+
+    pub async fn query_opt(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, DbError> {
+        let statement = self.prepared(sql).await?;
+        Ok(self.tx.query_opt(&statement, params).await?)
+    }
+
+    pub async fn commit(self) -> Result<(), DbError> {
+        Ok(self.tx.commit().await?)
+    }
+}
+
+/// Begins a transaction whose tenant context is `company`: row-level security then shows and
+/// accepts only that company's rows. The context is transaction-local (`SET LOCAL`), so a
+/// pooled or reused connection never carries it into the next unit of work.
+pub async fn tenant_transaction<'a>(
+    client: &'a mut Client,
+    company: &CompanyId,
+) -> Result<Transaction<'a>, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT set_company_context($1)", &[&company.as_str()])
+        .await?;
+    Ok(tx)
+}

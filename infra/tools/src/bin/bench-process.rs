@@ -1,0 +1,316 @@
+//! End-to-end benchmark of event processing: N mixed Stripe envelopes through the
+//! process-events handler (batch runner, ledger, projections) into the local Postgres, in
+//! batches of 10, with 1, 2 and 4 concurrent consumers (one connection each); then pgbench's
+//! simple-update on the same server as the floor.
+//!
+//! Run: `make services && . .local/env && cargo run --release -p inlet-infra --bin bench-process`
+//! (`-- --rounds 5` repeats every measurement and prints median ratios).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use clap::Parser;
+use inlet_core::crypto::KeyRing;
+use inlet_core::StoreError;
+use inlet_domain::ports::{DeadLetter, DeadLetters, Receipt, Visibility};
+use inlet_domain::projections::all as projections;
+use inlet_lambda::batch::{Backoff, BatchRunner};
+use inlet_lambda::metrics::Discard;
+use inlet_lambda::process_events::Processor;
+use inlet_postgres::{self as db, migrate, Database, DbSettings};
+use inlet_testing::{migrations_dir, with_dbname, TEST_KEYS};
+use inlet_webhooks::envelope::{BodyEncoding, Envelope, EnvelopeMeta};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(
+    about = "Event processing throughput against the local Postgres, with pgbench as the floor"
+)]
+struct Args {
+    #[arg(long, default_value_t = 10_000)]
+    envelopes: usize,
+    #[arg(long, default_value = "1,2,4", value_delimiter = ',')]
+    consumers: Vec<usize>,
+    /// Seconds pgbench runs at each client count.
+    #[arg(long, default_value_t = 10)]
+    pgbench_seconds: u32,
+    /// Repeat every measurement this many times, alternating consumers and pgbench, and print
+    /// the median ratio per consumer count: this machine's speed drifts within minutes.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    rounds: u32,
+    #[arg(long, env = "DATABASE_ADMIN_URL", hide_env_values = true)]
+    admin_url: String,
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    app_url: String,
+}
+
+/// Nothing may fail in the benchmark: these ports count instead of redelivering.
+#[derive(Default)]
+struct Counting(AtomicUsize);
+
+impl DeadLetters for Counting {
+    async fn send(&self, _: &DeadLetter<'_>) -> Result<(), StoreError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl Visibility for Counting {
+    async fn delay(&self, _: &Receipt<'_>, _: u32) -> Result<(), StoreError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+const COMPANIES: usize = 10;
+
+/// A realistic mix per customer: customer.created, subscription.updated, invoice.payment_failed
+/// (opens a case with reminders), invoice.paid (recovers it), spread over companies.
+fn envelopes(count: usize) -> Vec<String> {
+    (0..count)
+        .map(|n| {
+            let customer = n / 4;
+            let company = format!("co_bench_{}", customer % COMPANIES);
+            let at = format!("2024-03-01T{:02}:{:02}:{:02}Z", (n / 3600) % 24, (n / 60) % 60, n % 60);
+            let (event_type, object) = match n % 4 {
+                0 => ("customer.created", json!({"id": format!("cus_{customer}"), "object": "customer", "email": format!("u{customer}@example.com")})),
+                1 => ("customer.subscription.updated", json!({"id": format!("sub_{customer}"), "object": "subscription", "customer": format!("cus_{customer}"), "status": "past_due", "current_period_end": 1_711_929_600, "items": {"data": [{"price": {"id": "price_pro"}}]}})),
+                2 => ("invoice.payment_failed", json!({"id": format!("in_{customer}"), "object": "invoice", "customer": format!("cus_{customer}"), "subscription": format!("sub_{customer}"), "amount_due": 4900, "amount_paid": 0, "currency": "usd"})),
+                _ => ("invoice.paid", json!({"id": format!("in_{customer}_2"), "object": "invoice", "customer": format!("cus_{customer}"), "subscription": format!("sub_{customer}"), "amount_due": 4900, "amount_paid": 4900, "currency": "usd"})),
+            };
+            let event_id = format!("evt_{n}");
+            let body = json!({"id": event_id, "object": "event", "type": event_type, "created": 1_709_287_200 + n, "data": {"object": object}});
+            Envelope {
+                meta: EnvelopeMeta {
+                    version: 1,
+                    source_id: "src_bench".into(),
+                    provider: Cow::Borrowed("stripe"),
+                    company_id: company.into(),
+                    event_id: event_id.into(),
+                    event_type: event_type.into(),
+                    object_type: object["object"].as_str().map(|t| t.to_owned().into()),
+                    object_id: object["id"].as_str().map(|t| t.to_owned().into()),
+                    occurred_at: Some(at.clone()),
+                    received_at: at,
+                    headers: BTreeMap::new(),
+                    trace_id: None,
+                    body_encoding: BodyEncoding::Json,
+                },
+                body: Cow::Owned(body.to_string().into_bytes()),
+            }
+            .to_json()
+        })
+        .map(|bytes| String::from_utf8(bytes).unwrap_or_default())
+        .collect()
+}
+
+fn batches(bodies: &[String]) -> Vec<SqsEvent> {
+    bodies
+        .chunks(10)
+        .enumerate()
+        .map(|(b, chunk)| {
+            let mut event = SqsEvent::default();
+            for (i, body) in chunk.iter().enumerate() {
+                let mut record = SqsMessage::default();
+                record.message_id = Some(format!("m{b}-{i}"));
+                record.body = Some(body.clone());
+                record
+                    .attributes
+                    .insert("ApproximateReceiveCount".into(), "1".into());
+                event.records.push(record);
+            }
+            event
+        })
+        .collect()
+}
+
+async fn reset(admin: &tokio_postgres::Client) -> anyhow::Result<()> {
+    admin
+        .batch_execute("TRUNCATE webhook_events, object_versions, reminders, recovery_cases, payments, memberships, members CASCADE")
+        .await?;
+    Ok(())
+}
+
+/// Each consumer is a thread with its own runtime and connection, like a container.
+fn run_consumers(
+    app_url: &str,
+    batches: Arc<Vec<SqsEvent>>,
+    consumers: usize,
+) -> anyhow::Result<(Duration, usize)> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut threads = Vec::new();
+    for _ in 0..consumers {
+        let (batches, next, failures, url) = (
+            batches.clone(),
+            next.clone(),
+            failures.clone(),
+            app_url.to_owned(),
+        );
+        threads.push(std::thread::spawn(move || -> anyhow::Result<()> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let processor = Processor {
+                    runner: BatchRunner {
+                        ports: Counting::default(),
+                        backoff: Backoff::default(),
+                    },
+                    database: Database::new(DbSettings::new(url)),
+                    projections: projections(),
+                    keys: KeyRing::parse(TEST_KEYS, None)?,
+                    // Documents are built as in production, then dropped: 1,000 lines of
+                    // metrics would bury the results.
+                    metrics: Arc::new(Discard),
+                };
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(batch) = batches.get(index) else {
+                        break;
+                    };
+                    let response = processor.handle_batch(batch).await;
+                    failures.fetch_add(response.batch_item_failures.len(), Ordering::Relaxed);
+                }
+                failures.fetch_add(
+                    processor.runner.ports.0.load(Ordering::Relaxed),
+                    Ordering::Relaxed,
+                );
+                Ok(())
+            })
+        }));
+    }
+    for thread in threads {
+        thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("a consumer thread panicked"))??;
+    }
+    Ok((started.elapsed(), failures.load(Ordering::Relaxed)))
+}
+
+fn pgbench(url: &str, args: &[String]) -> anyhow::Result<String> {
+    let bin = ["/usr/lib/postgresql/15/bin/pgbench", "pgbench"]
+        .into_iter()
+        .find(|p| {
+            std::process::Command::new(p)
+                .arg("--version")
+                .output()
+                .is_ok()
+        })
+        .context("pgbench not found (Debian's postgresql package installs it)")?;
+    let output = std::process::Command::new(bin)
+        .args(args)
+        .arg(url)
+        .output()?;
+    if !output.status.success() {
+        bail!(
+            "pgbench failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn tps(report: &str) -> Option<f64> {
+    report
+        .lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let name = format!("inlet_bench_{}", std::process::id());
+    let server = db::connect(&args.admin_url).await?;
+    server
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await?;
+    let admin_url = with_dbname(&args.admin_url, &name);
+    let app_url = with_dbname(&args.app_url, &name);
+    let mut admin = db::connect(&admin_url).await?;
+    migrate::apply(&mut admin, &migrate::load_dir(&migrations_dir())?).await?;
+    for c in 0..COMPANIES {
+        admin
+            .execute(
+                "INSERT INTO companies (company_id, name) VALUES ($1, $1)",
+                &[&format!("co_bench_{c}")],
+            )
+            .await?;
+    }
+    let batches = Arc::new(batches(&envelopes(args.envelopes)));
+    pgbench(
+        &admin_url,
+        &["-i".into(), "-q".into(), "-s".into(), "10".into()],
+    )?;
+
+    println!(
+        "envelopes: {} in batches of 10 (stripe: customer, subscription, payment_failed, paid)",
+        args.envelopes
+    );
+    println!("| consumers | elapsed | events/s | pgbench simple-update TPS (same clients) | events/s / TPS |");
+    println!("|---|---|---|---|---|");
+    let mut ratios: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    let runs = (0..args.rounds).flat_map(|_| args.consumers.iter().copied());
+    for consumers in runs {
+        reset(&admin).await?;
+        let (elapsed, failures) = run_consumers(&app_url, batches.clone(), consumers)?;
+        if failures > 0 {
+            bail!("{failures} records failed with {consumers} consumers: the figure would be meaningless");
+        }
+        let rows: i64 = admin
+            .query_one("SELECT count(*) FROM webhook_events", &[])
+            .await?
+            .get(0);
+        if rows as usize != args.envelopes {
+            bail!("expected {} ledger rows, found {rows}", args.envelopes);
+        }
+        let rate = args.envelopes as f64 / elapsed.as_secs_f64();
+        let threads = consumers.min(2).to_string();
+        let report = pgbench(
+            &admin_url,
+            &[
+                "-b".into(),
+                "simple-update".into(),
+                "-c".into(),
+                consumers.to_string(),
+                "-j".into(),
+                threads,
+                "-T".into(),
+                args.pgbench_seconds.to_string(),
+                "-n".into(),
+            ],
+        )?;
+        let floor = tps(&report).context("pgbench printed no tps")?;
+        println!(
+            "| {consumers} | {:.2} s | {rate:.0} | {floor:.0} | {:.2} |",
+            elapsed.as_secs_f64(),
+            rate / floor
+        );
+        ratios.entry(consumers).or_default().push(rate / floor);
+    }
+    if args.rounds > 1 {
+        for (consumers, mut values) in ratios {
+            values.sort_by(f64::total_cmp);
+            let listed: Vec<String> = values.iter().map(|r| format!("{r:.2}")).collect();
+            println!(
+                "{consumers} consumers: median ratio {:.2} over {} rounds ({})",
+                values[values.len() / 2],
+                values.len(),
+                listed.join(", ")
+            );
+        }
+    }
+    drop(admin);
+    server
+        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .await?;
+    Ok(())
+}

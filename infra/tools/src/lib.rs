@@ -1,0 +1,3 @@
+//! Tools of the repository, not of the product: the event-processing benchmark, the local
+//! stack's misbehaving fixture function, and (in `tests/`) the checks that keep the layering
+//! and the provider table honest. Nothing deployed and not the `inlet` CLI depends on this.
