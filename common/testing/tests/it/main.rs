@@ -8,6 +8,7 @@ mod intake_aws;
 mod ledger;
 mod migrations;
 mod process_events;
+mod projection_fixtures;
 mod reminders_ab;
 mod reminders_flow;
 mod roles;
