@@ -13,7 +13,7 @@ runs=${1:-3}
 cargo build --quiet --release --workspace --bins
 inlet="$REPO_ROOT/target/release/inlet"
 "$inlet" migrate --dir migrations >/dev/null
-"$inlet" db seed-demo >/dev/null
+"$inlet" companies add demo_company --name "Demo Company" --exists-ok >/dev/null
 "$inlet" local resources >/dev/null
 "$inlet" sources seed-demo >/dev/null
 work=$(mktemp -d)

@@ -27,7 +27,7 @@ cargo build --quiet --workspace --bins
 inlet="$REPO_ROOT/target/debug/inlet"
 "$inlet" migrate --dir migrations
 "$inlet" db audit
-"$inlet" db seed-demo
+"$inlet" companies add demo_company --name "Demo Company" --exists-ok
 "$inlet" status
 "$inlet" local resources --template template.yaml >/dev/null
 mkdir -p "$LOCAL_DIR"

@@ -2,14 +2,35 @@
 //! the demo sources' secrets, so `sam local invoke -e` and `inlet local invoke` verify them.
 //! The timestamp check is never disabled to make a sample pass.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use clap::Subcommand;
 use inlet_webhooks::intake::demo;
 use inlet_webhooks::providers::Provider;
 use serde_json::Value;
+
+#[derive(Subcommand)]
+pub enum EventsCommand {
+    /// Re-sign the webhook samples with the current time and the demo sources' secrets.
+    Refresh {
+        #[arg(long, default_value = "events")]
+        dir: PathBuf,
+    },
+}
+
+pub fn command(command: EventsCommand) -> anyhow::Result<()> {
+    match command {
+        EventsCommand::Refresh { dir } => {
+            for name in refresh(&dir, inlet_core::clock::now_secs())? {
+                println!("re-signed {}", dir.join(name).display());
+            }
+            Ok(())
+        }
+    }
+}
 
 /// Re-signs every `webhook-<provider>*.json` in `dir` at `now` (Unix seconds). Returns the files.
 pub fn refresh(dir: &Path, now: i64) -> anyhow::Result<Vec<String>> {

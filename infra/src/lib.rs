@@ -1,6 +1,8 @@
 //! The `inlet` CLI's library: template reading, local resources, sources, sample events and the
 //! local Lambda runtime. `main.rs` only parses arguments and dispatches.
 
+pub mod companies;
+pub mod database;
 pub mod events;
 pub mod http;
 pub mod local;

@@ -1,10 +1,12 @@
 //! `inlet send`: signs a payload with a source's secret in its provider's scheme and POSTs it,
 //! as the provider would.
 
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
+use clap::Args;
 use inlet_adapters::aws::DynamoSources;
 use inlet_core::crypto::{random_bytes, KeyRing};
 use inlet_webhooks::providers::Provider;
@@ -15,6 +17,60 @@ pub fn event_id(body: &[u8]) -> String {
         .ok()
         .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_owned))
         .unwrap_or_else(|| format!("msg_{}", hex::encode(random_bytes(12))))
+}
+
+#[derive(Args)]
+pub struct SendArgs {
+    /// stripe, clerk, whop, github, shopify, slack or standard.
+    provider: String,
+    #[arg(long)]
+    source: String,
+    /// The payload, sent byte for byte.
+    #[arg(long)]
+    file: PathBuf,
+    /// The gateway's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:3000")]
+    url: String,
+    /// An extra header, e.g. `x-github-event: push` (repeatable).
+    #[arg(long = "header")]
+    headers: Vec<String>,
+    #[arg(long, env = "SOURCES_TABLE", default_value = "SourcesTable")]
+    table: String,
+}
+
+/// `inlet send`: prints the gateway's answer; non-zero exit unless it is a 2xx.
+pub async fn command(args: SendArgs) -> anyhow::Result<()> {
+    let provider = Provider::parse(&args.provider)
+        .ok_or_else(|| anyhow!("unknown provider {}", args.provider))?;
+    let body = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let extra_headers = args
+        .headers
+        .iter()
+        .map(|h| {
+            h.split_once(':')
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                .ok_or_else(|| anyhow!("--header {h:?}: expected NAME: VALUE"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let answer = run(Send {
+        provider,
+        source_id: args.source,
+        body,
+        base_url: args.url,
+        table: args.table,
+        extra_headers,
+    })
+    .await?;
+    println!(
+        "{} {}",
+        answer.status,
+        String::from_utf8_lossy(&answer.body)
+    );
+    if !(200..300).contains(&answer.status) {
+        bail!("the gateway answered {}", answer.status);
+    }
+    Ok(())
 }
 
 pub struct Send {

@@ -1,11 +1,13 @@
 //! `inlet sources`: add, list, show, rotate, disable, enable, seed-demo.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use base64::Engine;
 use clap::{Args, Subcommand};
 use inlet_adapters::aws::DynamoSources;
+use inlet_core::clock::now_ms;
+use inlet_core::config::Deployment;
 use inlet_core::crypto::{random_bytes, KeyRing};
 use inlet_core::CompanyId;
 use inlet_webhooks::intake::{
@@ -31,8 +33,32 @@ pub struct SourcesArgs {
         default_value = "http://127.0.0.1:3000"
     )]
     base_url: String,
+    /// The owner's database connection: a source's company must exist.
+    #[arg(
+        long,
+        env = "DATABASE_ADMIN_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: SourcesCommand,
+}
+
+/// Refuses a company that does not exist, naming the command that creates it.
+async fn require_company(database_url: Option<&str>, company: &CompanyId) -> anyhow::Result<()> {
+    let url = database_url.ok_or_else(|| {
+        anyhow!(
+            "DATABASE_ADMIN_URL is not set: it is needed to check that company {company} exists"
+        )
+    })?;
+    let mut connection = inlet_postgres::Connection::from(inlet_postgres::connect(url).await?);
+    if !inlet_domain::companies::exists(&mut connection, company).await? {
+        bail!(
+            "company {company} does not exist; create it first with `inlet companies add {company} --name \"...\"`"
+        );
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -129,13 +155,6 @@ fn generate_secret(provider: Provider) -> String {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 pub async fn run(args: SourcesArgs) -> anyhow::Result<()> {
     let keys = KeyRing::from_env()?;
     let config = inlet_adapters::aws::sdk_config().await;
@@ -182,6 +201,11 @@ pub async fn run(args: SourcesArgs) -> anyhow::Result<()> {
             add.provider
                 .check_secret(&secret)
                 .map_err(|e| anyhow!("--secret: {e}"))?;
+            // A payload-named tenant may not exist yet: its events dead-letter as
+            // unknown_tenant and can be redriven once it does.
+            if let TenantRule::Fixed(company) = &tenant {
+                require_company(args.database_url.as_deref(), company).await?;
+            }
             let source = Source {
                 source_id,
                 provider: add.provider,
@@ -301,9 +325,11 @@ pub async fn run(args: SourcesArgs) -> anyhow::Result<()> {
         SourcesCommand::Disable { source_id } => set_enabled(&store, &source_id, false).await?,
         SourcesCommand::Enable { source_id } => set_enabled(&store, &source_id, true).await?,
         SourcesCommand::SeedDemo => {
-            if std::env::var("INLET_ENV").as_deref() == Ok("production") {
+            if Deployment::current().is_production() {
                 bail!("refusing to create demo sources with INLET_ENV=production");
             }
+            let company = CompanyId::parse(demo::DEMO_COMPANY)?;
+            require_company(args.database_url.as_deref(), &company).await?;
             for source in demo::demo_sources() {
                 store.put(&source).await.context("seeding demo sources")?;
                 // Fixed, local-only demo secrets (never valid in production): shown so a

@@ -9,6 +9,7 @@
 //! **Architecture invariant:** no AWS SDK, no HTTP client, no Lambda type. SQL lives here; the
 //! connection plumbing is inlet-postgres.
 
+pub mod companies;
 pub mod events;
 pub mod ledger;
 pub mod money;

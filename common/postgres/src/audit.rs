@@ -3,8 +3,12 @@
 
 use tokio_postgres::Client;
 
-/// The role every function connects as.
+/// The role consumers, HTTP functions and the tenant API connect as.
 pub const APP_ROLE: &str = "inlet_app";
+/// The role schedule-reminders connects as: the only one that may claim across tenants.
+pub const SCHEDULER_ROLE: &str = "inlet_scheduler";
+/// The roles functions connect as: none may be powerful.
+pub const FUNCTION_ROLES: [&str; 2] = [APP_ROLE, SCHEDULER_ROLE];
 
 /// Tables in `public` that have a `company_id` column: the tenant tables.
 pub async fn tenant_tables(client: &Client) -> Result<Vec<String>, tokio_postgres::Error> {
@@ -81,38 +85,40 @@ pub async fn tenancy_findings(client: &Client) -> Result<Vec<String>, tokio_post
         }
         if row.get::<_, bool>(2) {
             findings.push(format!(
-                "SECURITY DEFINER function {name} is executable by PUBLIC; grant it to {APP_ROLE} only"
+                "SECURITY DEFINER function {name} is executable by PUBLIC; grant it only to the role that calls it"
             ));
         }
     }
 
-    let role = client
-        .query_opt(
-            "SELECT rolsuper, rolbypassrls, rolcreaterole, rolcreatedb,
-                    (SELECT count(*) FROM pg_class c WHERE c.relowner = r.oid)
-               FROM pg_roles r WHERE rolname = $1",
-            &[&APP_ROLE],
-        )
-        .await?;
-    match role {
-        None => findings.push(format!(
-            "role {APP_ROLE} does not exist; run `inlet migrate`"
-        )),
-        Some(row) => {
-            for (index, what) in [
-                (0, "is a superuser"),
-                (1, "can bypass row-level security"),
-                (2, "can create roles"),
-                (3, "can create databases"),
-            ] {
-                if row.get::<_, bool>(index) {
-                    findings.push(format!("role {APP_ROLE} {what}"));
+    for role_name in FUNCTION_ROLES {
+        let role = client
+            .query_opt(
+                "SELECT rolsuper, rolbypassrls, rolcreaterole, rolcreatedb,
+                        (SELECT count(*) FROM pg_class c WHERE c.relowner = r.oid)
+                   FROM pg_roles r WHERE rolname = $1",
+                &[&role_name],
+            )
+            .await?;
+        match role {
+            None => findings.push(format!(
+                "role {role_name} does not exist; run `inlet migrate`"
+            )),
+            Some(row) => {
+                for (index, what) in [
+                    (0, "is a superuser"),
+                    (1, "can bypass row-level security"),
+                    (2, "can create roles"),
+                    (3, "can create databases"),
+                ] {
+                    if row.get::<_, bool>(index) {
+                        findings.push(format!("role {role_name} {what}"));
+                    }
                 }
-            }
-            if row.get::<_, i64>(4) > 0 {
-                findings.push(format!(
-                    "role {APP_ROLE} owns relations; the migrator must own them"
-                ));
+                if row.get::<_, i64>(4) > 0 {
+                    findings.push(format!(
+                        "role {role_name} owns relations; the migrator must own them"
+                    ));
+                }
             }
         }
     }

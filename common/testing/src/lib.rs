@@ -51,8 +51,10 @@ pub struct TestDb {
     pub name: String,
     /// Owner / migrator connection URL (superuser locally).
     pub admin_url: String,
-    /// The application role's connection URL: what functions connect as.
+    /// The application role's connection URL: what consumers and HTTP functions connect as.
     pub app_url: String,
+    /// The scheduler role's connection URL: what schedule-reminders connects as.
+    pub scheduler_url: String,
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -73,6 +75,7 @@ impl TestDb {
     pub async fn create_empty() -> TestDb {
         let admin_url = required_env("DATABASE_ADMIN_URL");
         let app_url = required_env("DATABASE_URL");
+        let scheduler_url = required_env("SCHEDULER_DATABASE_URL");
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -91,6 +94,7 @@ impl TestDb {
         TestDb {
             admin_url: with_dbname(&admin_url, &name),
             app_url: with_dbname(&app_url, &name),
+            scheduler_url: with_dbname(&scheduler_url, &name),
             name,
         }
     }
@@ -102,9 +106,16 @@ impl TestDb {
             .expect("admin connection")
     }
 
-    /// A connection as the application role, as every function connects.
+    /// A connection as the application role, as consumers and HTTP functions connect.
     pub async fn app(&self) -> Client {
         db::connect(&self.app_url).await.expect("app connection")
+    }
+
+    /// A connection as the scheduler role, as schedule-reminders connects.
+    pub async fn scheduler(&self) -> Client {
+        db::connect(&self.scheduler_url)
+            .await
+            .expect("scheduler connection")
     }
 }
 

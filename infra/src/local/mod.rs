@@ -2,6 +2,7 @@
 //! function binaries under a Runtime API emulator, an HTTP gateway for HttpApi routes, SQS event
 //! source mappings and EventBridge schedules, against the local emulator and Postgres.
 
+pub mod cli;
 pub mod function;
 pub mod gateway;
 pub mod output;
@@ -106,8 +107,13 @@ fn build(root: &std::path::Path, release: bool, output: &Output) -> anyhow::Resu
     Ok(target_dir(root, release))
 }
 
-/// Values the template takes from Secrets Manager when deployed, taken from this environment.
-const LOCAL_SECRETS: [&str; 2] = ["DATABASE_URL", "INLET_KEYS"];
+/// Values the template takes from Secrets Manager when deployed (by the parameter naming the
+/// secret), and the variable of this environment (`.local/env`) that holds each locally.
+pub const LOCAL_SECRETS: [(&str, &str); 3] = [
+    ("DatabaseUrlSecretArn", "DATABASE_URL"),
+    ("SchedulerDatabaseUrlSecretArn", "SCHEDULER_DATABASE_URL"),
+    ("InletKeysSecretArn", "INLET_KEYS"),
+];
 
 /// Reads the template and prepares every function; builds unless given a binary directory.
 pub fn prepare(options: &Options, gateway_url: &str) -> anyhow::Result<(Stack, Locals)> {
@@ -119,7 +125,11 @@ pub fn prepare(options: &Options, gateway_url: &str) -> anyhow::Result<(Stack, L
         endpoint: endpoint.clone(),
         secrets: LOCAL_SECRETS
             .iter()
-            .filter_map(|name| std::env::var(name).ok().map(|v| ((*name).to_owned(), v)))
+            .filter_map(|(parameter, variable)| {
+                std::env::var(variable)
+                    .ok()
+                    .map(|v| ((*parameter).to_owned(), v))
+            })
             .collect(),
         parameters: BTreeMap::new(),
         gateway_url: gateway_url.to_owned(),

@@ -18,7 +18,7 @@ pub struct Locals {
     /// The emulator's endpoint (queue URLs are built on it).
     pub endpoint: String,
     /// Values for variables the template fills from Secrets Manager
-    /// (`{{resolve:secretsmanager:...}}`), by variable name: DATABASE_URL, INLET_KEYS.
+    /// (`{{resolve:secretsmanager:${Parameter}}}`), by the template parameter naming the secret.
     pub secrets: BTreeMap<String, String>,
     /// Parameter values that override the template's defaults.
     pub parameters: BTreeMap<String, String>,
@@ -221,9 +221,15 @@ impl Resolver<'_> {
     }
 }
 
-/// `{{resolve:secretsmanager:...}}`: the deployed stack reads these from Secrets Manager.
-fn is_secret_reference(value: &str) -> bool {
-    value.starts_with("{{resolve:secretsmanager:")
+/// The parameter of `{{resolve:secretsmanager:${Parameter}}}` (what the deployed stack reads
+/// from Secrets Manager), or `""` for a reference that names no parameter.
+fn secret_parameter(value: &str) -> Option<&str> {
+    let rest = value.strip_prefix("{{resolve:secretsmanager:")?;
+    Some(
+        rest.strip_prefix("${")
+            .and_then(|r| r.split_once('}'))
+            .map_or("", |(parameter, _)| parameter),
+    )
 }
 
 fn variables(value: Option<&Value>) -> impl Iterator<Item = (&Value, &Value)> {
@@ -388,9 +394,13 @@ pub fn functions(template: &Template, locals: &Locals) -> anyhow::Result<Vec<Fun
             let resolved = resolver
                 .value(value)
                 .with_context(|| format!("{id}.Environment.Variables.{name}"))?;
-            let resolved = if is_secret_reference(&resolved) {
-                locals.secrets.get(name).cloned().ok_or_else(|| {
-                    anyhow!("{id}.Environment.Variables.{name} comes from Secrets Manager when deployed; locally set {name} (make services writes it to .local/env)")
+            let resolved = if let Some(parameter) = secret_parameter(&resolved) {
+                let variable = super::LOCAL_SECRETS
+                    .iter()
+                    .find(|(p, _)| *p == parameter)
+                    .map_or(name, |(_, variable)| *variable);
+                locals.secrets.get(parameter).cloned().ok_or_else(|| {
+                    anyhow!("{id}.Environment.Variables.{name} comes from Secrets Manager ({parameter}) when deployed; locally set {variable} (make services writes it to .local/env)")
                 })?
             } else {
                 resolved
@@ -414,125 +424,4 @@ pub fn functions(template: &Template, locals: &Locals) -> anyhow::Result<Vec<Fun
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn locals() -> Locals {
-        Locals {
-            endpoint: "http://127.0.0.1:5000".into(),
-            secrets: BTreeMap::from([
-                ("DATABASE_URL".into(), "postgres://app@db/inlet".into()),
-                ("INLET_KEYS".into(), "k:AAAA".into()),
-            ]),
-            parameters: BTreeMap::new(),
-            gateway_url: "http://127.0.0.1:3000".into(),
-        }
-    }
-
-    fn repository_template() -> Template {
-        Template::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"))
-            .unwrap()
-    }
-
-    #[test]
-    fn the_repository_template_runs_locally_with_every_source_and_variable_resolved() {
-        let specs = functions(&repository_template(), &locals()).unwrap();
-        let stripe = specs
-            .iter()
-            .find(|s| s.id == "WebhookStripeFunction")
-            .unwrap();
-        assert_eq!(stripe.binary, "webhook-stripe");
-        assert_eq!(
-            stripe.http,
-            [HttpRoute {
-                method: "POST".into(),
-                path: "/webhooks/stripe/{source_id}".into()
-            }]
-        );
-        let env: BTreeMap<_, _> = stripe.environment.iter().cloned().collect();
-        assert_eq!(
-            env["EVENTS_QUEUE_URL"],
-            "http://127.0.0.1:5000/123456789012/EventsQueue"
-        );
-        assert_eq!(env["SOURCES_TABLE"], "SourcesTable");
-        assert_eq!(env["INLET_ENV"], "dev", "Stage's default");
-        assert_eq!(
-            env["INLET_KEYS"], "k:AAAA",
-            "the secret comes from the local value"
-        );
-
-        let process = specs
-            .iter()
-            .find(|s| s.id == "ProcessEventsFunction")
-            .unwrap();
-        assert_eq!(
-            process.sqs,
-            [SqsSource {
-                queue: "EventsQueue".into(),
-                batch_size: 10,
-                window: Duration::from_secs(1),
-                max_concurrency: 10,
-                report_failures: true
-            }]
-        );
-        let env: BTreeMap<_, _> = process.environment.iter().cloned().collect();
-        assert_eq!(env["DATABASE_URL"], "postgres://app@db/inlet");
-        assert_eq!(
-            env["EVENTS_DLQ_URL"],
-            "http://127.0.0.1:5000/123456789012/EventsDLQ"
-        );
-        assert_eq!(process.timeout, Duration::from_secs(10));
-    }
-
-    const HEAD: &str = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n  F:\n    Type: AWS::Serverless::Function\n    Metadata:\n      BuildProperties:\n        Binary: f\n    Properties:\n";
-
-    fn error_of(properties: &str) -> String {
-        let template = Template::parse(&format!("{HEAD}{properties}")).unwrap();
-        format!("{:#}", functions(&template, &locals()).unwrap_err())
-    }
-
-    #[test]
-    fn an_unsupported_event_type_or_intrinsic_is_an_error_naming_resource_and_property() {
-        let error = error_of("      Events:\n        Up:\n          Type: S3\n");
-        assert!(
-            error.contains("F.Events.Up") && error.contains("S3"),
-            "{error}"
-        );
-        let error = error_of(
-            "      Environment:\n        Variables:\n          X: !Join [\",\", [a, b]]\n",
-        );
-        assert!(
-            error.contains("F.Environment.Variables.X") && error.contains("Join"),
-            "{error}"
-        );
-        let error = error_of("      Environment:\n        Variables:\n          X: !Ref Nope\n");
-        assert!(error.contains("Ref Nope"), "{error}");
-        let error = error_of("      Environment:\n        Variables:\n          X: !Sub \"{{resolve:secretsmanager:arn}}\"\n");
-        assert!(error.contains("locally set X"), "{error}");
-        let error = error_of("      Events:\n        Tick:\n          Type: Schedule\n          Properties:\n            Schedule: every minute\n");
-        assert!(
-            error.contains("F.Events.Tick.Properties.Schedule"),
-            "{error}"
-        );
-    }
-
-    #[test]
-    fn schedules_and_sub_with_attributes_resolve() {
-        let template = Template::parse(&format!(
-            "{HEAD}      Environment:\n        Variables:\n          ARN: !Sub \"${{Q.Arn}}/${{AWS::Region}}/${{!Literal}}\"\n          NAME: !GetAtt Q.QueueName\n      Events:\n        Tick:\n          Type: ScheduleV2\n          Properties:\n            ScheduleExpression: rate(1 minute)\n            Input: '{{\"job\":\"digest\"}}'\n"
-        ))
-        .unwrap();
-        let specs = functions(&template, &locals()).unwrap();
-        let env: BTreeMap<_, _> = specs[0].environment.iter().cloned().collect();
-        assert_eq!(
-            env["ARN"],
-            "arn:aws:sqs:us-east-1:123456789012:Q/us-east-1/${Literal}"
-        );
-        assert_eq!(env["NAME"], "Q");
-        assert_eq!(
-            specs[0].schedules[0].input.as_deref(),
-            Some(r#"{"job":"digest"}"#)
-        );
-        assert_eq!(specs[0].timeout, Duration::from_secs(3), "Lambda's default");
-    }
-}
+mod tests;

@@ -174,7 +174,10 @@ async fn signed_webhooks_flow_through_gateway_queue_and_consumer_into_postgres()
     let stack = Stack::start(
         &repo("template.yaml"),
         &prefix,
-        &[("DATABASE_URL", db.app_url.clone())],
+        &[
+            ("DATABASE_URL", db.app_url.clone()),
+            ("SCHEDULER_DATABASE_URL", db.scheduler_url.clone()),
+        ],
     )
     .await;
     let sources_table = format!("{prefix}SourcesTable");

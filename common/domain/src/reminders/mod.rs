@@ -4,6 +4,7 @@
 pub mod ab;
 pub mod clicks;
 pub mod outcome;
+mod prepare;
 pub mod render;
 pub mod schedule;
 pub mod send;

@@ -207,7 +207,7 @@ async fn overlapping_claims_take_each_due_reminder_exactly_once_across_tenants()
         .await
         .unwrap();
     let claim = async || -> Vec<i64> {
-        let app = db.app().await;
+        let app = db.scheduler().await;
         let mut claimed = Vec::new();
         loop {
             let rows = app

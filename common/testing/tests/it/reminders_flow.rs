@@ -62,7 +62,7 @@ async fn a_failed_payment_becomes_reminders_sent_in_order_until_the_member_pays(
     let queue_url = reminders_queue(&fx).await;
     let queue = SqsReminderQueue::new(fx.sqs.clone(), &queue_url);
     let sender = sender_with(false, None);
-    let mut scheduler = Connection::from(db.app().await);
+    let mut scheduler = Connection::from(db.scheduler().await);
     let mut consumer = Connection::from(db.app().await);
     let mut tick = async |hours_after: i64| -> u64 {
         let stats = run_once(

@@ -95,3 +95,110 @@ async fn app_role_cannot_read_pg_authid_or_change_the_schema() {
         app.execute("SELECT enable_tenancy('companies')", &[]).await
     ));
 }
+
+/// One company with `n` pending reminders due now; returns their ids.
+async fn due_reminders(db: &TestDb, n: i64) -> Vec<i64> {
+    let admin = db.admin().await;
+    admin
+        .batch_execute(
+            "INSERT INTO companies (company_id, name) VALUES ('co_a', 'A'), ('co_b', 'B');
+             INSERT INTO recovery_cases (company_id, provider, membership_external_id, opened_by_payment,
+                 amount_at_risk, currency, opened_at)
+             VALUES ('co_a', 'stripe', 'sub_a', 'in_a', 100, 'usd', now()),
+                    ('co_b', 'stripe', 'sub_b', 'in_b', 100, 'usd', now());",
+        )
+        .await
+        .unwrap();
+    let rows = admin
+        .query(
+            "INSERT INTO reminders (company_id, case_id, offset_hours, due_at)
+             SELECT c.company_id, c.id, o, now() - interval '1 minute'
+               FROM recovery_cases c, generate_series(1, $1::int8) o
+             RETURNING id",
+            &[&n],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+async fn statuses(db: &TestDb) -> Vec<String> {
+    db.admin()
+        .await
+        .query("SELECT status FROM reminders ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_app_role_may_not_claim_or_release_reminders_across_tenants() {
+    let db = TestDb::create().await;
+    let ids = due_reminders(&db, 1).await;
+    let app = db.app().await;
+    app.execute("SELECT set_company_context('co_a')", &[])
+        .await
+        .unwrap();
+    assert!(denied(
+        app.query("SELECT * FROM claim_due_reminders(now(), 10)", &[])
+            .await
+    ));
+    assert!(denied(
+        app.query("SELECT release_reminders($1)", &[&ids]).await
+    ));
+    assert_eq!(statuses(&db).await, ["pending", "pending"]);
+}
+
+#[tokio::test]
+async fn the_scheduler_claims_and_releases_only_what_it_claimed_in_its_own_run() {
+    let db = TestDb::create().await;
+    let ids = due_reminders(&db, 1).await;
+    let mut scheduler = db.scheduler().await;
+    // The scheduler reads no table itself: only through its two functions.
+    assert!(denied(
+        scheduler.query("SELECT * FROM reminders", &[]).await
+    ));
+
+    // Another run claimed both reminders and committed: this run cannot put them back.
+    let claimed = scheduler
+        .query(
+            "SELECT reminder_id FROM claim_due_reminders(now(), 10)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(statuses(&db).await, ["enqueued", "enqueued"]);
+    let released: i32 = scheduler
+        .query_one("SELECT release_reminders($1)", &[&ids])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(released, 0, "ids not claimed in this run change nothing");
+    assert_eq!(statuses(&db).await, ["enqueued", "enqueued"]);
+
+    // Within one run (one transaction), what it claimed it may release.
+    db.admin()
+        .await
+        .execute("UPDATE reminders SET status = 'pending'", &[])
+        .await
+        .unwrap();
+    let tx = scheduler.transaction().await.unwrap();
+    let claimed: Vec<i64> = tx
+        .query("SELECT reminder_id FROM claim_due_reminders(now(), 1)", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let released: i32 = tx
+        .query_one("SELECT release_reminders($1)", &[&ids])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(released, 1, "only the one claimed in this run: {claimed:?}");
+    tx.commit().await.unwrap();
+    assert_eq!(statuses(&db).await, ["pending", "pending"]);
+}

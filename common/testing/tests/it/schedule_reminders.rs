@@ -108,7 +108,7 @@ async fn two_scheduler_runs_at_once_enqueue_each_due_reminder_once() {
     let url = reminders_queue(&fx).await;
     let queue = SqsReminderQueue::new(fx.sqs.clone(), &url);
     let run = async || {
-        let mut connection = Connection::from(db.app().await);
+        let mut connection = Connection::from(db.scheduler().await);
         run_once(&mut connection, &queue, 7, Duration::from_secs(20), now())
             .await
             .unwrap()
@@ -158,7 +158,7 @@ async fn jobs_that_miss_the_queue_are_released_and_go_out_next_run_with_a_new_ke
     let fx = AwsFixture::create().await;
     let url = reminders_queue(&fx).await;
     let queue = SqsReminderQueue::new(fx.sqs.clone(), &url);
-    let mut connection = Connection::from(db.app().await);
+    let mut connection = Connection::from(db.scheduler().await);
 
     let down = run_once(&mut connection, &Down, 100, Duration::from_secs(5), now())
         .await

@@ -391,3 +391,86 @@ async fn empty_or_null_tenant_context_is_refused() {
         .get(0);
     assert_eq!(current, None);
 }
+
+/// Who may execute each SECURITY DEFINER function (they cross tenants): a new one must be
+/// declared here, and no other role may execute it.
+const DEFINER_EXECUTORS: [(&str, &[&str]); 2] = [
+    ("claim_due_reminders", &[audit::SCHEDULER_ROLE]),
+    ("release_reminders", &[audit::SCHEDULER_ROLE]),
+];
+
+/// Every SECURITY DEFINER function whose executors differ from [`DEFINER_EXECUTORS`].
+async fn definer_findings(client: &Client) -> Vec<String> {
+    let rows = client
+        .query(
+            "SELECT p.proname::text, p.oid::regprocedure::text FROM pg_proc p
+               JOIN pg_namespace n ON n.oid = p.pronamespace
+              WHERE n.nspname = 'public' AND p.prosecdef ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut findings = Vec::new();
+    for row in rows {
+        let (name, signature): (String, String) = (row.get(0), row.get(1));
+        let Some((_, allowed)) = DEFINER_EXECUTORS.iter().find(|(n, _)| *n == name) else {
+            findings.push(format!(
+                "SECURITY DEFINER function {signature} has no declared executors: add it to DEFINER_EXECUTORS in tests/it/tenancy.rs"
+            ));
+            continue;
+        };
+        for role in audit::FUNCTION_ROLES.iter().copied().chain(["public"]) {
+            let may: bool = client
+                .query_one(
+                    "SELECT has_function_privilege($1, $2::text::regprocedure, 'EXECUTE')",
+                    &[&role, &signature],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if may != allowed.contains(&role) {
+                findings.push(format!(
+                    "{signature}: {role} {} execute it",
+                    if may { "may" } else { "may not" }
+                ));
+            }
+        }
+    }
+    findings
+}
+
+#[tokio::test]
+async fn every_security_definer_function_is_executable_by_its_declared_roles_only() {
+    let db = TestDb::create().await;
+    let findings = definer_findings(&db.admin().await).await;
+    assert!(findings.is_empty(), "{findings:#?}");
+}
+
+#[tokio::test]
+async fn a_new_security_definer_function_without_declared_executors_fails_the_matrix() {
+    let db = TestDb::create().await;
+    let admin = db.admin().await;
+    admin
+        .batch_execute(
+            "CREATE FUNCTION count_everything() RETURNS bigint LANGUAGE sql SECURITY DEFINER \
+             SET search_path = pg_catalog, public AS $$ SELECT count(*) FROM reminders $$; \
+             REVOKE ALL ON FUNCTION count_everything() FROM PUBLIC; \
+             GRANT EXECUTE ON FUNCTION count_everything() TO inlet_app; \
+             GRANT EXECUTE ON FUNCTION release_reminders(bigint[]) TO inlet_app;",
+        )
+        .await
+        .unwrap();
+    let findings = definer_findings(&admin).await;
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.contains("count_everything() has no declared executors")),
+        "{findings:#?}"
+    );
+    assert!(
+        findings
+            .iter()
+            .any(|f| f == "release_reminders(bigint[]): inlet_app may execute it"),
+        "{findings:#?}"
+    );
+}

@@ -1,0 +1,158 @@
+//! `inlet companies`: onboard a tenant, list, show and change them. Run as the database owner
+//! (`DATABASE_ADMIN_URL`); every statement is in the company's own tenant context.
+
+use anyhow::{anyhow, bail};
+use clap::{Args, Subcommand};
+use inlet_core::CompanyId;
+use inlet_domain::companies::{self, check_name, Settings};
+use inlet_postgres::Connection;
+use serde_json::Value;
+
+#[derive(Args)]
+pub struct CompaniesArgs {
+    /// The owner's (migrator's) connection.
+    #[arg(
+        long,
+        env = "DATABASE_ADMIN_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: CompaniesCommand,
+}
+
+#[derive(Subcommand)]
+enum CompaniesCommand {
+    /// Create a company (a tenant): the first step before adding its sources.
+    Add {
+        /// 1-128 characters of A-Z a-z 0-9 _ - . : (a provider's account id fits).
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// Settings as a JSON object, e.g. '{"recovery_url":"https://acme.example/billing"}'.
+        #[arg(long)]
+        settings_json: Option<String>,
+        /// Succeed, changing nothing, when the company already exists.
+        #[arg(long)]
+        exists_ok: bool,
+    },
+    /// List companies.
+    List,
+    /// Show one company and its settings.
+    Show { id: String },
+    /// Change a company's name or settings (keys given are set; a key set to null is removed).
+    Set {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        settings_json: Option<String>,
+    },
+}
+
+fn company_id(id: &str) -> anyhow::Result<CompanyId> {
+    CompanyId::parse(id).map_err(|e| anyhow!("company id {id:?}: {e}"))
+}
+
+fn settings_json(text: &str) -> anyhow::Result<Value> {
+    serde_json::from_str(text).map_err(|e| anyhow!("--settings-json is not JSON: {e}"))
+}
+
+async fn connect(url: Option<String>) -> anyhow::Result<Connection> {
+    let url = url.ok_or_else(|| {
+        anyhow!("DATABASE_ADMIN_URL is not set (the owner's connection); `. .local/env` sets it locally")
+    })?;
+    Ok(Connection::from(inlet_postgres::connect(&url).await?))
+}
+
+pub async fn run(args: CompaniesArgs) -> anyhow::Result<()> {
+    match args.command {
+        CompaniesCommand::Add {
+            id,
+            name,
+            settings_json: settings,
+            exists_ok,
+        } => {
+            // Everything is checked before the database is touched.
+            let company = company_id(&id)?;
+            let name = check_name(&name)?.to_owned();
+            let settings = match settings {
+                Some(text) => Settings::from_json(&settings_json(&text)?)?,
+                None => Settings::default(),
+            };
+            let mut connection = connect(args.database_url).await?;
+            if companies::add(&mut connection, &company, &name, &settings).await? {
+                println!("company {company} added");
+            } else if exists_ok {
+                println!("company {company} exists");
+            } else {
+                bail!("company {company} already exists; change it with `inlet companies set {company}`");
+            }
+        }
+        CompaniesCommand::List => {
+            let url = args
+                .database_url
+                .ok_or_else(|| anyhow!("DATABASE_ADMIN_URL is not set"))?;
+            let client = inlet_postgres::connect(&url).await?;
+            let rows = client
+                .query(
+                    "SELECT company_id, name, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')
+                       FROM companies ORDER BY company_id",
+                    &[],
+                )
+                .await?;
+            if rows.is_empty() {
+                println!("no companies; add one with `inlet companies add <id> --name ...`");
+            }
+            for row in rows {
+                let (id, name, created): (String, String, String) =
+                    (row.get(0), row.get(1), row.get(2));
+                println!("{id:<32} {created}  {name}");
+            }
+        }
+        CompaniesCommand::Show { id } => {
+            let company = company_id(&id)?;
+            let mut connection = connect(args.database_url).await?;
+            let found = companies::get(&mut connection, &company)
+                .await?
+                .ok_or_else(|| anyhow!("no company {company}; see `inlet companies list`"))?;
+            println!("company   {}", found.id);
+            println!("name      {}", found.name);
+            println!("created   {}", found.created_at);
+            println!(
+                "settings  {}",
+                serde_json::to_string_pretty(&found.settings)?
+            );
+        }
+        CompaniesCommand::Set {
+            id,
+            name,
+            settings_json: settings,
+        } => {
+            let company = company_id(&id)?;
+            let name = name.as_deref().map(check_name).transpose()?;
+            let changes = settings.as_deref().map(settings_json).transpose()?;
+            if name.is_none() && changes.is_none() {
+                bail!("nothing to change: give --name and/or --settings-json");
+            }
+            let mut connection = connect(args.database_url).await?;
+            let current = companies::get(&mut connection, &company)
+                .await?
+                .ok_or_else(|| anyhow!("no company {company}; add it with `inlet companies add {company} --name ...`"))?;
+            let settings = match &changes {
+                // Stored settings are read leniently so a key a newer release removed can be
+                // cleared by setting it to null.
+                Some(changes) => Some(
+                    serde_json::from_value::<Settings>(current.settings.clone())
+                        .unwrap_or_default()
+                        .merged(changes)?,
+                ),
+                None => None,
+            };
+            companies::update(&mut connection, &company, name, settings.as_ref()).await?;
+            println!("company {company} updated");
+        }
+    }
+    Ok(())
+}
