@@ -18,6 +18,8 @@ use std::pin::Pin;
 
 use serde_json::Value;
 
+use crate::payload;
+
 use inlet_core::crypto::{context, KeyRing};
 use inlet_core::{CompanyId, DeadLetterCode, Failure};
 use inlet_postgres::{Connection, Tx};
@@ -99,52 +101,6 @@ impl Projections {
     }
 }
 
-/// Fields kept in the clear in `payload_min`: identifiers, kinds, states and amounts. Names,
-/// emails and free text stay only in the encrypted payload.
-const MINIMAL_FIELDS: [&str; 14] = [
-    "id",
-    "object",
-    "type",
-    "status",
-    "customer",
-    "subscription",
-    "membership",
-    "invoice",
-    "amount",
-    "amount_due",
-    "amount_paid",
-    "currency",
-    "created",
-    "plan",
-];
-
-fn payload_min(payload: &Value) -> Value {
-    let pick = |object: &serde_json::Map<String, Value>| -> Value {
-        MINIMAL_FIELDS
-            .iter()
-            .filter_map(|k| {
-                object
-                    .get(*k)
-                    .filter(|v| !v.is_object() && !v.is_array())
-                    .map(|v| ((*k).to_owned(), v.clone()))
-            })
-            .collect::<serde_json::Map<_, _>>()
-            .into()
-    };
-    let Some(top) = payload.as_object() else {
-        return Value::Null;
-    };
-    let mut min = pick(top);
-    let inner = payload
-        .pointer("/data/object")
-        .or_else(|| payload.get("data"))
-        .and_then(Value::as_object);
-    if let (Some(map), Some(inner)) = (min.as_object_mut(), inner) {
-        map.insert("data".into(), pick(inner));
-    }
-    min
-}
-
 /// Processes one envelope. `Err` carries the class the batch runner acts on.
 pub async fn process(
     connection: &mut Connection,
@@ -155,7 +111,7 @@ pub async fn process(
     let meta = &envelope.meta;
     let company = CompanyId::parse(&meta.company_id)
         .map_err(|_| Failure::permanent(DeadLetterCode::Undecodable, "invalid company id"))?;
-    let payload: Value = serde_json::from_slice(&envelope.body).unwrap_or(Value::Null);
+    let payload = payload::storable(&envelope.body);
     let context = context::payload(&meta.company_id, &meta.source_id, &meta.event_id);
     let (key_id, sealed) = keys.seal_bytes(&envelope.body, &context);
     let project = projections.get(&meta.provider, &meta.event_type);
@@ -182,7 +138,7 @@ pub async fn process(
                 &meta.occurred_at,
                 &meta.received_at,
                 &fresh.status(),
-                &payload_min(&payload),
+                &payload::minimal(&payload),
                 &sealed,
                 &key_id,
             ],
@@ -225,30 +181,4 @@ pub async fn process(
     }
     tx.commit().await?;
     Ok(outcome)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn payload_min_keeps_identifiers_and_amounts_but_no_personal_data() {
-        let stripe = serde_json::json!({
-            "id": "evt_1", "type": "invoice.payment_failed", "created": 1,
-            "data": {"object": {"id": "in_1", "object": "invoice", "amount_due": 4900, "currency": "usd",
-                "customer": "cus_1", "customer_email": "ada@example.com", "customer_name": "Ada",
-                "lines": {"data": [{"description": "secret stuff"}]}}}
-        });
-        let min = payload_min(&stripe);
-        assert_eq!(min["data"]["amount_due"], 4900);
-        assert_eq!(min["data"]["customer"], "cus_1");
-        let text = min.to_string();
-        for private in ["ada@example.com", "Ada", "secret stuff"] {
-            assert!(
-                !text.contains(private),
-                "{private} leaked into payload_min: {text}"
-            );
-        }
-        assert_eq!(payload_min(&Value::Null), Value::Null);
-    }
 }

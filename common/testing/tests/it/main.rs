@@ -16,4 +16,5 @@ mod schedule_reminders;
 mod send_reminders;
 mod stripe_recovery;
 mod tenancy;
+mod unstorable;
 mod whop_clerk;
