@@ -2,7 +2,7 @@
 //! as the provider would.
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
@@ -85,12 +85,7 @@ pub struct Send {
 pub async fn run(send: Send) -> anyhow::Result<crate::http::Answer> {
     let keys = KeyRing::from_env()?;
     let config = inlet_adapters::aws::sdk_config().await;
-    let store = DynamoSources::new(
-        aws_sdk_dynamodb::Client::new(&config),
-        &send.table,
-        keys,
-        Duration::ZERO,
-    );
+    let store = DynamoSources::new(aws_sdk_dynamodb::Client::new(&config), &send.table, keys);
     let source = store
         .fetch(&send.source_id)
         .await?

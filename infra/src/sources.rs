@@ -1,7 +1,5 @@
 //! `inlet sources`: add, list, show, rotate, disable, enable, seed-demo.
 
-use std::time::Duration;
-
 use anyhow::{anyhow, bail, Context};
 use base64::Engine;
 use clap::{Args, Subcommand};
@@ -158,12 +156,7 @@ fn generate_secret(provider: Provider) -> String {
 pub async fn run(args: SourcesArgs) -> anyhow::Result<()> {
     let keys = KeyRing::from_env()?;
     let config = inlet_adapters::aws::sdk_config().await;
-    let store = DynamoSources::new(
-        aws_sdk_dynamodb::Client::new(&config),
-        &args.table,
-        keys,
-        Duration::ZERO,
-    );
+    let store = DynamoSources::new(aws_sdk_dynamodb::Client::new(&config), &args.table, keys);
     let url = |source: &Source| {
         format!(
             "{}/webhooks/{}/{}",

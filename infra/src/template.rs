@@ -351,6 +351,27 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_webhook_api_throttles_at_the_edge_by_parameters_with_defaults() {
+        let template = project_template();
+        let settings = &template.document["Resources"]["WebhooksApi"]["Properties"]
+            ["DefaultRouteSettings"];
+        for (property, parameter) in [
+            ("ThrottlingRateLimit", "WebhookThrottleRateLimit"),
+            ("ThrottlingBurstLimit", "WebhookThrottleBurstLimit"),
+        ] {
+            let reference = serde_norway::to_string(&settings[property]).unwrap();
+            assert!(
+                reference.contains(parameter),
+                "WebhooksApi.{property} must come from {parameter}: {reference}"
+            );
+            let default = template.document["Parameters"][parameter]["Default"]
+                .as_u64()
+                .unwrap_or(0);
+            assert!(default >= 100, "{parameter} needs a sensible default");
+        }
+    }
+
     fn binary_name(template: &Template, id: &str) -> String {
         template.document["Resources"][id]["Metadata"]["BuildProperties"]["Binary"]
             .as_str()

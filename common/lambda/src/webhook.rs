@@ -12,8 +12,8 @@ use inlet_core::clock::now_ms;
 use inlet_core::config::{self, Deployment, Env, ProcessEnv, SettingsError};
 use inlet_core::crypto::KeyRing;
 use inlet_webhooks::intake::{
-    DedupeStore, EventQueue, Intake, IntakeConfig, IntakeRequest, RateLimiter, SourceStore,
-    DEFAULT_BODY_LIMIT,
+    CachedSources, DedupeStore, EventQueue, Intake, IntakeConfig, IntakeRequest, RateLimiter,
+    SourceStore, DEFAULT_BODY_LIMIT,
 };
 
 use crate::http::to_http;
@@ -32,6 +32,8 @@ pub struct IntakeSettings {
     pub events_queue_url: String,
     pub events_queue_max_message_bytes: usize,
     pub source_cache: Duration,
+    /// How long an unknown source id is remembered as unknown.
+    pub source_miss_cache: Duration,
     pub dedupe_lease: Duration,
     pub dedupe_ttl: Duration,
     pub keys: KeyRing,
@@ -66,6 +68,7 @@ impl IntakeSettings {
                 "a number of bytes",
             )?,
             source_cache: secs("INLET_SOURCE_CACHE_SECS", 30)?,
+            source_miss_cache: secs("INLET_SOURCE_MISS_CACHE_SECS", 5)?,
             dedupe_lease: secs("INLET_DEDUPE_LEASE_SECS", 60)?,
             dedupe_ttl: secs("INLET_DEDUPE_TTL_SECS", 7 * 24 * 3600)?,
             keys,
@@ -73,7 +76,8 @@ impl IntakeSettings {
     }
 }
 
-pub type LiveIntake = Intake<DynamoSources, DynamoRateLimiter, DynamoDedupe, SqsQueue>;
+pub type LiveIntake =
+    Intake<CachedSources<DynamoSources>, DynamoRateLimiter, DynamoDedupe, SqsQueue>;
 
 /// Builds the pipeline with its AWS adapters (clients once per container).
 pub async fn build(settings: IntakeSettings) -> LiveIntake {
@@ -82,11 +86,10 @@ pub async fn build(settings: IntakeSettings) -> LiveIntake {
     let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
     Intake {
         config: settings.intake,
-        sources: DynamoSources::new(
-            dynamodb.clone(),
-            settings.sources_table,
-            settings.keys,
+        sources: CachedSources::new(
+            DynamoSources::new(dynamodb.clone(), settings.sources_table, settings.keys),
             settings.source_cache,
+            settings.source_miss_cache,
         ),
         rate_limiter: DynamoRateLimiter::new(dynamodb.clone(), settings.rate_limit_table),
         dedupe: DynamoDedupe::new(

@@ -95,7 +95,6 @@ async fn every_webhook_function_binary_accepts_its_sample_event_as_a_lambda() {
         fx.dynamodb.clone(),
         &fx.sources_table,
         KeyRing::parse(TEST_KEYS, None).unwrap(),
-        Duration::ZERO,
     );
     for source in demo::demo_sources() {
         store.put(&source).await.unwrap();

@@ -186,7 +186,6 @@ async fn signed_webhooks_flow_through_gateway_queue_and_consumer_into_postgres()
         aws_sdk_dynamodb::Client::new(&config),
         &sources_table,
         KeyRing::from_env().unwrap(),
-        Duration::ZERO,
     );
     for source in demo::demo_sources() {
         sources.put(&source).await.unwrap();

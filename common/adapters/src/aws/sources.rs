@@ -1,10 +1,8 @@
 //! Webhook sources in DynamoDB, secrets sealed with the key ring (the source id is the
-//! authenticated context, so a sealed secret copied to another source does not open), cached
-//! per container for a short time.
+//! authenticated context, so a sealed secret copied to another source does not open). Intake
+//! caches them per container (`CachedSources`); this adapter only reads and writes.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
@@ -12,42 +10,28 @@ use aws_sdk_dynamodb::Client;
 use super::describe;
 use inlet_core::crypto::{context, KeyRing};
 use inlet_core::{CompanyId, SourceId, StoreError};
-use inlet_webhooks::intake::{RateLimit, Source, SourceSecret, SourceStore, TenantRule};
+use inlet_webhooks::intake::{RateLimit, Source, SourceLookup, SourceSecret, TenantRule};
 use inlet_webhooks::providers::{Provider, SigningSecret};
 
-/// At most this many source ids (found or not) are cached per container.
-const CACHE_CAPACITY: usize = 1024;
-
 type Item = HashMap<String, AttributeValue>;
-/// Per container: source id -> (when fetched, the source or None for unknown ids).
-type Cache = HashMap<String, (Instant, Option<Arc<Source>>)>;
 
 #[derive(Debug)]
 pub struct DynamoSources {
     client: Client,
     table: String,
     keys: KeyRing,
-    cache_ttl: Duration,
-    cache: Mutex<Cache>,
 }
 
 impl DynamoSources {
-    pub fn new(
-        client: Client,
-        table: impl Into<String>,
-        keys: KeyRing,
-        cache_ttl: Duration,
-    ) -> Self {
+    pub fn new(client: Client, table: impl Into<String>, keys: KeyRing) -> Self {
         Self {
             client,
             table: table.into(),
             keys,
-            cache_ttl,
-            cache: Mutex::default(),
         }
     }
 
-    /// Reads a source from the table, bypassing the cache.
+    /// Reads a source from the table (a consistent read).
     pub async fn fetch(&self, source_id: &str) -> Result<Option<Source>, StoreError> {
         let output = self
             .client
@@ -233,27 +217,11 @@ impl DynamoSources {
     }
 }
 
-impl SourceStore for DynamoSources {
-    async fn get(&self, source_id: &str) -> Result<Option<Arc<Source>>, StoreError> {
+impl SourceLookup for DynamoSources {
+    async fn fetch(&self, source_id: &str) -> Result<Option<Source>, StoreError> {
         if !SourceId::is_valid(source_id) {
             return Ok(None);
         }
-        let cached = self.cache.lock().ok().and_then(|cache| {
-            cache
-                .get(source_id)
-                .filter(|(at, _)| at.elapsed() < self.cache_ttl)
-                .map(|(_, s)| s.clone())
-        });
-        if let Some(source) = cached {
-            return Ok(source);
-        }
-        let source = self.fetch(source_id).await?.map(Arc::new);
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= CACHE_CAPACITY {
-                cache.clear();
-            }
-            cache.insert(source_id.to_owned(), (Instant::now(), source.clone()));
-        }
-        Ok(source)
+        DynamoSources::fetch(self, source_id).await
     }
 }

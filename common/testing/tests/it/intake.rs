@@ -63,8 +63,8 @@ fn signed(body: &[u8], secret: &str, now_ms: i64) -> HeaderMap {
     headers
 }
 
-async fn send(
-    intake: &TestIntake,
+async fn send<S: SourceStore>(
+    intake: &Intake<S, MemoryRateLimiter, MemoryDedupe, MemoryQueue>,
     source_id: &str,
     headers: &HeaderMap,
     body: &[u8],
@@ -506,4 +506,127 @@ fn payload_hash_and_dedupe_key_keep_the_text_stored_records_were_written_with() 
     }
     assert_eq!(payload_hash(b"").len(), "xxh3-128:".len() + 32);
     assert_eq!(dedupe_key("src_1", "evt_1"), "src_1#evt_1");
+}
+
+/// A source store that counts its lookups (the DynamoDB reads a flood would cost).
+#[derive(Default)]
+struct CountingLookup {
+    known: Vec<Source>,
+    lookups: std::sync::atomic::AtomicUsize,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl SourceLookup for CountingLookup {
+    async fn fetch(&self, source_id: &str) -> Result<Option<Source>, StoreError> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError("throttled".into()));
+        }
+        Ok(self
+            .known
+            .iter()
+            .find(|s| s.source_id == source_id)
+            .cloned())
+    }
+}
+
+fn cached_intake(
+    known: Vec<Source>,
+    miss_ttl: std::time::Duration,
+) -> Intake<CachedSources<CountingLookup>, MemoryRateLimiter, MemoryDedupe, MemoryQueue> {
+    Intake {
+        config: IntakeConfig {
+            provider: Provider::Stripe,
+            production: true,
+            max_body_bytes: DEFAULT_BODY_LIMIT,
+        },
+        sources: CachedSources::new(
+            CountingLookup {
+                known,
+                ..CountingLookup::default()
+            },
+            std::time::Duration::from_secs(30),
+            miss_ttl,
+        ),
+        rate_limiter: MemoryRateLimiter::default(),
+        dedupe: MemoryDedupe::default(),
+        queue: MemoryQueue::default(),
+    }
+}
+
+#[tokio::test]
+async fn a_flood_of_unknown_source_ids_is_one_lookup_per_id_per_miss_ttl_and_all_404() {
+    let ttl = std::time::Duration::from_millis(300);
+    let intake = cached_intake(vec![], ttl);
+    let headers = signed(BODY, SECRET, NOW_MS);
+    let lookups = || intake.sources.inner().lookups.load(Ordering::SeqCst);
+    for round in 0..1000 {
+        let id = format!("src_unknown_{}", round % 10);
+        let answer = send(&intake, &id, &headers, BODY, NOW_MS).await;
+        assert_eq!(
+            (answer.status, answer.code),
+            (404, Some("source_not_found"))
+        );
+    }
+    assert_eq!(lookups(), 10, "1,000 requests for 10 unknown ids");
+    tokio::time::sleep(ttl + std::time::Duration::from_millis(50)).await;
+    for round in 0..1000 {
+        let id = format!("src_unknown_{}", round % 10);
+        assert_eq!(send(&intake, &id, &headers, BODY, NOW_MS).await.status, 404);
+    }
+    assert_eq!(lookups(), 20, "once more per id after the miss TTL");
+    assert!(intake.queue.messages.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn unknown_ids_never_push_a_known_source_out_and_a_new_source_shows_after_the_miss_ttl() {
+    let intake = cached_intake(vec![source("src_1")], std::time::Duration::from_secs(30));
+    let headers = signed(BODY, SECRET, NOW_MS);
+    let lookups = || intake.sources.inner().lookups.load(Ordering::SeqCst);
+    assert_eq!(
+        send(&intake, "src_1", &headers, BODY, NOW_MS).await.status,
+        202
+    );
+    assert_eq!(lookups(), 1);
+    // More distinct unknown ids than either cache holds.
+    for n in 0..5000 {
+        assert_eq!(
+            send(&intake, &format!("src_x{n}"), &headers, BODY, NOW_MS)
+                .await
+                .status,
+            404
+        );
+    }
+    assert_eq!(lookups(), 5001);
+    let again = signed(br#"{"id":"evt_2","type":"invoice.paid"}"#, SECRET, NOW_MS);
+    assert_eq!(
+        send(
+            &intake,
+            "src_1",
+            &again,
+            br#"{"id":"evt_2","type":"invoice.paid"}"#,
+            NOW_MS
+        )
+        .await
+        .status,
+        202
+    );
+    assert_eq!(lookups(), 5001, "the known source was still cached");
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_answer_is_asked_again_not_remembered_as_unknown() {
+    let intake = cached_intake(vec![source("src_1")], std::time::Duration::from_secs(30));
+    let headers = signed(BODY, SECRET, NOW_MS);
+    intake.sources.inner().down.store(true, Ordering::SeqCst);
+    assert_eq!(
+        send(&intake, "src_1", &headers, BODY, NOW_MS).await.code,
+        Some("source_store_unavailable")
+    );
+    intake.sources.inner().down.store(false, Ordering::SeqCst);
+    assert_eq!(
+        send(&intake, "src_1", &headers, BODY, NOW_MS).await.status,
+        202
+    );
+    assert_eq!(intake.sources.inner().lookups.load(Ordering::SeqCst), 2);
 }

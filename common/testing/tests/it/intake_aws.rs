@@ -13,8 +13,8 @@ use inlet_lambda::webhook::LiveIntake;
 use inlet_testing::{AwsFixture, TEST_KEYS};
 use inlet_webhooks::envelope::Envelope;
 use inlet_webhooks::intake::{
-    Claim, DedupeStore, Intake, IntakeConfig, IntakeRequest, IntakeResponse, RateLimit, Source,
-    SourceSecret, TenantRule, DEFAULT_BODY_LIMIT, DEFAULT_TOLERANCE_SECS,
+    CachedSources, Claim, DedupeStore, Intake, IntakeConfig, IntakeRequest, IntakeResponse,
+    RateLimit, Source, SourceSecret, TenantRule, DEFAULT_BODY_LIMIT, DEFAULT_TOLERANCE_SECS,
 };
 use inlet_webhooks::providers::{Provider, SigningSecret};
 
@@ -54,11 +54,10 @@ fn live(fx: &AwsFixture, production: bool) -> LiveIntake {
             production,
             max_body_bytes: DEFAULT_BODY_LIMIT,
         },
-        sources: DynamoSources::new(
-            fx.dynamodb.clone(),
-            &fx.sources_table,
-            keys(),
+        sources: CachedSources::new(
+            DynamoSources::new(fx.dynamodb.clone(), &fx.sources_table, keys()),
             Duration::from_secs(30),
+            Duration::from_secs(5),
         ),
         rate_limiter: DynamoRateLimiter::new(fx.dynamodb.clone(), &fx.rate_limit_table),
         dedupe: DynamoDedupe::new(fx.dynamodb.clone(), &fx.idempotency_table, 60_000, 604_800),
@@ -71,6 +70,7 @@ async fn setup(rate_limit: Option<RateLimit>) -> (AwsFixture, LiveIntake) {
     let intake = live(&fx, false);
     intake
         .sources
+        .inner()
         .put(&stripe_source("src_it", rate_limit))
         .await
         .unwrap();
@@ -142,10 +142,10 @@ async fn sources_round_trip_with_secrets_sealed_at_rest() {
         secret: SigningSecret::new("whsec_old"),
         not_after_ms: Some(42),
     });
-    intake.sources.put(&pointer).await.unwrap();
+    intake.sources.inner().put(&pointer).await.unwrap();
 
     assert_eq!(
-        intake.sources.fetch("src_it").await.unwrap(),
+        intake.sources.inner().fetch("src_it").await.unwrap(),
         Some(stripe_source(
             "src_it",
             Some(RateLimit {
@@ -155,10 +155,10 @@ async fn sources_round_trip_with_secrets_sealed_at_rest() {
         ))
     );
     assert_eq!(
-        intake.sources.fetch("src_connect").await.unwrap(),
+        intake.sources.inner().fetch("src_connect").await.unwrap(),
         Some(pointer)
     );
-    assert_eq!(intake.sources.list().await.unwrap().len(), 2);
+    assert_eq!(intake.sources.inner().list().await.unwrap().len(), 2);
 
     let raw = fx
         .dynamodb
@@ -320,11 +320,10 @@ async fn in_production_an_unreachable_dynamodb_is_503_and_nothing_is_enqueued() 
     let down = unreachable_dynamodb(&fx);
 
     let no_sources = Intake {
-        sources: DynamoSources::new(
-            down.clone(),
-            &fx.sources_table,
-            keys(),
+        sources: CachedSources::new(
+            DynamoSources::new(down.clone(), &fx.sources_table, keys()),
             Duration::from_secs(30),
+            Duration::from_secs(5),
         ),
         ..live(&fx, true)
     };

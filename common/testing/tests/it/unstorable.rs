@@ -19,8 +19,8 @@ use inlet_lambda::process_events::Processor;
 use inlet_postgres::{Database, DbSettings};
 use inlet_testing::{AwsFixture, TestDb, TEST_KEYS};
 use inlet_webhooks::intake::{
-    Intake, IntakeConfig, IntakeRequest, Source, SourceSecret, TenantRule, DEFAULT_BODY_LIMIT,
-    DEFAULT_TOLERANCE_SECS,
+    CachedSources, Intake, IntakeConfig, IntakeRequest, Source, SourceSecret, TenantRule,
+    DEFAULT_BODY_LIMIT, DEFAULT_TOLERANCE_SECS,
 };
 use inlet_webhooks::providers::Provider;
 
@@ -95,17 +95,16 @@ async fn signed_events_with_nul_or_lone_surrogates_are_accepted_stored_and_proje
                 production: true,
                 max_body_bytes: DEFAULT_BODY_LIMIT,
             },
-            sources: DynamoSources::new(
-                fx.dynamodb.clone(),
-                &fx.sources_table,
-                keys(),
+            sources: CachedSources::new(
+                DynamoSources::new(fx.dynamodb.clone(), &fx.sources_table, keys()),
                 Duration::from_secs(30),
+                Duration::from_secs(5),
             ),
             rate_limiter: DynamoRateLimiter::new(fx.dynamodb.clone(), &fx.rate_limit_table),
             dedupe: DynamoDedupe::new(fx.dynamodb.clone(), &fx.idempotency_table, 60_000, 604_800),
             queue: SqsQueue::new(fx.sqs.clone(), &fx.events_queue_url, 1_048_576),
         };
-        intake.sources.put(&source(provider)).await.unwrap();
+        intake.sources.inner().put(&source(provider)).await.unwrap();
         for (event_id, body) in events(provider) {
             let now = now_ms();
             let mut headers = HeaderMap::new();

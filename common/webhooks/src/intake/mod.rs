@@ -4,6 +4,7 @@
 //! raw bytes (401) -> identity (400) -> dedupe claim (200 duplicate / 409) -> enqueue (503 and
 //! claim released on failure) -> complete -> 202.
 
+mod cache;
 pub mod demo;
 pub mod json_pointer;
 mod ports;
@@ -16,6 +17,7 @@ use std::collections::BTreeMap;
 use http::HeaderMap;
 
 use crate::envelope::{BodyEncoding, Envelope, EnvelopeMeta, ENVELOPE_VERSION};
+pub use cache::{CachedSources, SourceLookup};
 use inlet_core::clock::rfc3339_ms;
 pub use ports::{
     Claim, DedupeStore, EventQueue, QueueError, RateDecision, RateLimiter, SourceStore, StoreError,
