@@ -354,8 +354,8 @@ mod tests {
     #[test]
     fn the_webhook_api_throttles_at_the_edge_by_parameters_with_defaults() {
         let template = project_template();
-        let settings = &template.document["Resources"]["WebhooksApi"]["Properties"]
-            ["DefaultRouteSettings"];
+        let settings =
+            &template.document["Resources"]["WebhooksApi"]["Properties"]["DefaultRouteSettings"];
         for (property, parameter) in [
             ("ThrottlingRateLimit", "WebhookThrottleRateLimit"),
             ("ThrottlingBurstLimit", "WebhookThrottleBurstLimit"),

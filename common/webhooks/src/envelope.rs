@@ -269,3 +269,66 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! The consumer's decoder as a fuzz target: nothing on the queue can panic it, and every
+    //! envelope intake writes reads back byte for byte.
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn meta(encoding: BodyEncoding, strings: &[String]) -> EnvelopeMeta<'static> {
+        let text = |i: usize| Cow::Owned(strings[i % strings.len()].clone());
+        EnvelopeMeta {
+            version: ENVELOPE_VERSION,
+            source_id: text(0),
+            provider: text(1),
+            company_id: text(2),
+            event_id: text(3),
+            event_type: text(4),
+            object_type: Some(text(5)),
+            object_id: None,
+            occurred_at: None,
+            received_at: "2026-12-01T00:00:00Z".into(),
+            headers: BTreeMap::from([(text(6), text(7))]),
+            trace_id: Some(text(8)),
+            body_encoding: encoding,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Envelope::from_json(&bytes);
+        }
+
+        #[test]
+        fn every_envelope_reads_back_and_no_cut_or_flip_panics(
+            body in proptest::collection::vec(any::<u8>(), 0..256),
+            json_body in "\\{(\"[a-z\\\\u0000]{0,6}\":(\"[^\"\\\\]{0,12}\"|[0-9]{1,6}|null),?){0,4}\"z\":1\\}",
+            strings in proptest::collection::vec(any::<String>(), 1..9),
+            cut in any::<proptest::sample::Index>(),
+            flip in any::<proptest::sample::Index>(),
+        ) {
+            let json_ok = serde_json::from_str::<serde::de::IgnoredAny>(&json_body).is_ok();
+            for (raw, parsed_as_json) in [(body.clone(), false), (json_body.into_bytes(), json_ok)] {
+                let envelope = Envelope {
+                    meta: meta(BodyEncoding::for_body(&raw, parsed_as_json), &strings),
+                    body: Cow::Borrowed(&raw),
+                };
+                let wire = envelope.to_json();
+                let back = Envelope::from_json(&wire).unwrap();
+                prop_assert_eq!(back.body.as_ref(), &raw[..]);
+                prop_assert_eq!(&back.meta, &envelope.meta);
+                let _ = Envelope::from_json(&wire[..cut.index(wire.len())]);
+                let mut flipped = wire.clone();
+                let i = flip.index(flipped.len());
+                flipped[i] ^= 0x20;
+                let _ = Envelope::from_json(&flipped);
+            }
+        }
+    }
+}

@@ -304,6 +304,9 @@ impl<'a> From<Text<'a>> for Cow<'a, str> {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 pub(crate) mod test_support;
 
 #[cfg(test)]

@@ -99,7 +99,7 @@ pub(crate) fn verify_with_keys<K: AsRef<[u8]>>(
 }
 
 /// `v1,<b64> v1,<b64>`: the v1 signatures, decoded; other versions are skipped.
-fn parse_signatures(value: &str) -> Result<Tags, SignatureError> {
+pub(crate) fn parse_signatures(value: &str) -> Result<Tags, SignatureError> {
     let mut out = Tags::new();
     for item in value.split_ascii_whitespace() {
         let (version, encoded) = item.split_once(',').ok_or(SignatureError::Malformed)?;
