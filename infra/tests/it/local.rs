@@ -489,3 +489,235 @@ async fn timeouts_crashes_and_schedules_behave_as_lambda_and_shutdown_is_clean()
         .unwrap();
     assert!(children.stdout.is_empty(), "function processes left behind");
 }
+
+#[tokio::test]
+async fn a_new_user_onboards_a_company_adds_its_source_and_sees_a_signed_event_stored() {
+    // A fresh database with nothing seeded: the user's own company, through the CLI.
+    let db = TestDb::create().await;
+    let prefix = unique_prefix("onb");
+    let stack = Stack::start(
+        &repo("template.yaml"),
+        &prefix,
+        &[
+            ("DATABASE_URL", db.app_url.clone()),
+            ("SCHEDULER_DATABASE_URL", db.scheduler_url.clone()),
+        ],
+    )
+    .await;
+    let sources_table = format!("{prefix}SourcesTable");
+    let cli = async |args: &[&str]| {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_inlet"))
+            .args(args)
+            .env("DATABASE_ADMIN_URL", &db.admin_url)
+            .env("SOURCES_TABLE", &sources_table)
+            .env("INLET_API_URL", &stack.url)
+            .output()
+            .await
+            .unwrap();
+        (
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    };
+
+    // A source for a company that does not exist yet is refused, naming the fix.
+    let (ok, output) = cli(&[
+        "sources",
+        "add",
+        "--provider",
+        "stripe",
+        "--company",
+        "co_acme",
+        "--id",
+        "acme_stripe",
+    ])
+    .await;
+    assert!(!ok, "{output}");
+    assert!(
+        output.contains("company co_acme does not exist")
+            && output.contains("inlet companies add co_acme"),
+        "{output}"
+    );
+
+    let (ok, output) = cli(&[
+        "companies",
+        "add",
+        "co_acme",
+        "--name",
+        "Acme Inc",
+        "--settings-json",
+        r#"{"recovery_url": "https://acme.example/billing"}"#,
+    ])
+    .await;
+    assert!(ok && output.contains("company co_acme added"), "{output}");
+    let (ok, output) = cli(&[
+        "sources",
+        "add",
+        "--provider",
+        "stripe",
+        "--company",
+        "co_acme",
+        "--id",
+        "acme_stripe",
+        "--secret",
+        "whsec_acme_test_secret",
+    ])
+    .await;
+    assert!(ok, "{output}");
+    assert!(
+        output.contains(&format!("{}/webhooks/stripe/acme_stripe", stack.url)),
+        "{output}"
+    );
+
+    let payload = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(payload.path(), sample_body("webhook-stripe")).unwrap();
+    let (ok, output) = cli(&[
+        "send",
+        "stripe",
+        "--source",
+        "acme_stripe",
+        "--file",
+        payload.path().to_str().unwrap(),
+        "--url",
+        &stack.url,
+    ])
+    .await;
+    assert!(ok && output.starts_with("202 "), "{output}");
+    let db = &db;
+    until(Duration::from_secs(30), async || {
+        (count(
+            db,
+            "SELECT count(*) FROM webhook_events WHERE company_id = 'co_acme' AND status = 'completed'",
+        )
+        .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        count(
+            db,
+            "SELECT count(*) FROM recovery_cases WHERE company_id = 'co_acme' AND status = 'open'"
+        )
+        .await,
+        1,
+        "the projection ran: the failed invoice opened a recovery case"
+    );
+}
+
+#[tokio::test]
+async fn companies_refuse_bad_ids_names_and_settings_naming_the_field_and_write_nothing() {
+    let db = TestDb::create().await;
+    let inlet = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_inlet"))
+            .args(args)
+            .env("DATABASE_ADMIN_URL", &db.admin_url)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let long = "x".repeat(129);
+    for (args, named) in [
+        (vec!["companies", "add", "", "--name", "A"], "company id"),
+        (
+            vec!["companies", "add", long.as_str(), "--name", "A"],
+            "company id",
+        ),
+        (
+            vec!["companies", "add", "co a", "--name", "A"],
+            "company id",
+        ),
+        (vec!["companies", "add", "co_a", "--name", " "], "name"),
+        (
+            vec![
+                "companies",
+                "add",
+                "co_a",
+                "--name",
+                "A",
+                "--settings-json",
+                "[1]",
+            ],
+            "settings: must be a JSON object",
+        ),
+        (
+            vec![
+                "companies",
+                "add",
+                "co_a",
+                "--name",
+                "A",
+                "--settings-json",
+                "{\"colour\":1}",
+            ],
+            "colour: is not a setting",
+        ),
+        (
+            vec![
+                "companies",
+                "add",
+                "co_a",
+                "--name",
+                "A",
+                "--settings-json",
+                "{\"retention_days\":\"90\"}",
+            ],
+            "retention_days: must be a whole number of days",
+        ),
+        (
+            vec![
+                "companies",
+                "add",
+                "co_a",
+                "--name",
+                "A",
+                "--settings-json",
+                "{oops",
+            ],
+            "--settings-json is not JSON",
+        ),
+    ] {
+        let (ok, stderr) = inlet(&args);
+        assert!(!ok, "{args:?} succeeded");
+        assert!(stderr.contains(named), "{args:?}: {stderr}");
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM companies").await, 0);
+
+    assert!(inlet(&["companies", "add", "co_a", "--name", "Acme"]).0);
+    let (ok, stderr) = inlet(&["companies", "add", "co_a", "--name", "Acme"]);
+    assert!(!ok && stderr.contains("already exists"), "{stderr}");
+    assert!(inlet(&["companies", "add", "co_a", "--name", "Other", "--exists-ok"]).0);
+    let (ok, stderr) = inlet(&[
+        "companies",
+        "set",
+        "co_a",
+        "--settings-json",
+        "{\"reminder_channel\":\"sms\"}",
+    ]);
+    assert!(!ok && stderr.contains("reminder_channel"), "{stderr}");
+    assert!(
+        inlet(&[
+            "companies",
+            "set",
+            "co_a",
+            "--settings-json",
+            "{\"reminder_channel\":\"email\"}"
+        ])
+        .0
+    );
+    let settings: String = db
+        .admin()
+        .await
+        .query_one("SELECT name || ' ' || settings::text FROM companies", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(settings, r#"Acme {"reminder_channel": "email"}"#);
+}
