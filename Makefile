@@ -1,13 +1,16 @@
 # The two commands a newcomer needs: `make run` and `make test`. Both install what is missing.
 SCRIPTS := infra/scripts
 
-.PHONY: run test services services-stop services-status reset migrate check-template
+.PHONY: run test chaos package services services-stop services-status reset migrate check-template
 
 run:            ## the whole system locally: services, migrations, demo sources, `inlet local` on :3000
 	@ARGS="$(ARGS)" $(SCRIPTS)/run.sh
 
 test:           ## fmt, clippy, every test against real Postgres + moto, template checks
 	@$(SCRIPTS)/test.sh
+
+chaos:          ## fault injection: replay storm, kill -9, Postgres restart, poison (ARGS="--events N")
+	@ARGS="$(ARGS)" $(SCRIPTS)/chaos.sh
 
 services:       ## start Postgres and moto on free local ports (idempotent); writes .local/env
 	@$(SCRIPTS)/services.sh up

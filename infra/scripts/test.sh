@@ -19,6 +19,8 @@ say "building the function binaries (tests run them as Lambdas)"
 cargo build --workspace --bins --locked
 say "tests (unit and integration against Postgres and moto)"
 cargo nextest run --workspace --locked --no-fail-fast
+say "chaos, short (make chaos runs the full size)"
+target/debug/chaos --events 200 --kills 2 --postgres-restarts 1 --patience-secs 120
 say "template checks"
 "$REPO_ROOT/infra/scripts/check-template.sh"
 say "all checks passed"

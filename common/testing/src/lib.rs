@@ -344,6 +344,13 @@ impl ScratchPostgres {
         format!("postgres://inlet_app@127.0.0.1:{}/postgres", self.port)
     }
 
+    pub fn scheduler_url(&self) -> String {
+        format!(
+            "postgres://inlet_scheduler@127.0.0.1:{}/postgres",
+            self.port
+        )
+    }
+
     fn pg_ctl(&self, args: &[&str]) -> std::process::Output {
         let data = self.root.join("data");
         let mut all = vec!["-D", data.to_str().expect("UTF-8 scratch path")];
