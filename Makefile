@@ -12,6 +12,9 @@ test:           ## fmt, clippy, every test against real Postgres + moto, templat
 chaos:          ## fault injection: replay storm, kill -9, Postgres restart, poison (ARGS="--events N")
 	@ARGS="$(ARGS)" $(SCRIPTS)/chaos.sh
 
+package:        ## sam build: every function's release bootstrap (ARCH=x86_64 here; not part of make test)
+	@ARCH="$(ARCH)" $(SCRIPTS)/package.sh
+
 services:       ## start Postgres and moto on free local ports (idempotent); writes .local/env
 	@$(SCRIPTS)/services.sh up
 

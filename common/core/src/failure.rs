@@ -192,6 +192,18 @@ mod tests {
     }
 
     #[test]
+    fn every_code_is_documented_in_docs_dead_letters_with_its_class() {
+        let doc = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/DEAD_LETTERS.md"),
+        )
+        .unwrap();
+        for code in DeadLetterCode::ALL {
+            let row = format!("| `{code}` | {} |", code.class().as_str());
+            assert!(doc.contains(&row), "docs/DEAD_LETTERS.md lacks the row {row}");
+        }
+    }
+
+    #[test]
     fn a_permanent_failure_says_its_code_and_reason() {
         let failure = Failure::permanent(DeadLetterCode::UnknownTenant, "unknown tenant co_x");
         assert_eq!(failure.reason(), "unknown tenant co_x");
