@@ -22,10 +22,11 @@ START_TIMEOUT=${INLET_START_TIMEOUT:-60}
 
 # Variables that came from our own env file do not count as "set by the caller".
 if [[ "${INLET_LOCAL_ENV:-}" == 1 ]]; then
-    unset DATABASE_URL DATABASE_ADMIN_URL SCHEDULER_DATABASE_URL AWS_ENDPOINT_URL
+    unset DATABASE_URL DATABASE_ADMIN_URL SCHEDULER_DATABASE_URL OPS_DATABASE_URL AWS_ENDPOINT_URL
 fi
 EXTERNAL_DB=${DATABASE_URL:-}
 EXTERNAL_DB_SCHEDULER=${SCHEDULER_DATABASE_URL:-}
+EXTERNAL_DB_OPS=${OPS_DATABASE_URL:-}
 EXTERNAL_DB_ADMIN=${DATABASE_ADMIN_URL:-}
 EXTERNAL_AWS=${AWS_ENDPOINT_URL:-}
 
@@ -190,17 +191,19 @@ moto_down() {
 # --- env file ---------------------------------------------------------------------------------
 
 write_env() {
-    local db_url admin_url scheduler_url aws_url
+    local db_url admin_url scheduler_url ops_url aws_url
     if [[ -n "$EXTERNAL_DB" ]]; then
         db_url=$EXTERNAL_DB
         admin_url=${EXTERNAL_DB_ADMIN:-$EXTERNAL_DB}
         scheduler_url=${EXTERNAL_DB_SCHEDULER:-$EXTERNAL_DB}
+        ops_url=${EXTERNAL_DB_OPS:-$EXTERNAL_DB}
         [[ -n "$EXTERNAL_DB_ADMIN" ]] || say "DATABASE_ADMIN_URL is not set: migrations and test fixtures will use DATABASE_URL"
         [[ -n "$EXTERNAL_DB_SCHEDULER" ]] || say "SCHEDULER_DATABASE_URL is not set: schedule-reminders will connect as DATABASE_URL and be refused"
     else
         db_url="postgres://inlet_app@127.0.0.1:$PG_PORT/inlet"
         admin_url="postgres://postgres@127.0.0.1:$PG_PORT/inlet"
         scheduler_url="postgres://inlet_scheduler@127.0.0.1:$PG_PORT/inlet"
+        ops_url="postgres://inlet_ops@127.0.0.1:$PG_PORT/inlet"
     fi
     aws_url=${EXTERNAL_AWS:-http://127.0.0.1:$MOTO_PORT}
     mkdir -p "$LOCAL_DIR"
@@ -216,6 +219,7 @@ export INLET_ENV=\${INLET_ENV:-local}
 export DATABASE_URL='$db_url'
 export DATABASE_ADMIN_URL='$admin_url'
 export SCHEDULER_DATABASE_URL='$scheduler_url'
+export OPS_DATABASE_URL='$ops_url'
 export AWS_ENDPOINT_URL='$aws_url'
 export AWS_REGION=\${AWS_REGION:-us-east-1}
 export AWS_DEFAULT_REGION=\${AWS_DEFAULT_REGION:-us-east-1}

@@ -24,8 +24,27 @@ pub async fn create_all(
     template: &Template,
     dynamodb: &aws_sdk_dynamodb::Client,
     sqs: &aws_sdk_sqs::Client,
+    sns: &aws_sdk_sns::Client,
 ) -> anyhow::Result<Vec<LocalResource>> {
     let mut created = Vec::new();
+    // Topics (operator alerts): creating one that exists returns it.
+    for (id, _) in template.of_kind("AWS::SNS::Topic") {
+        let name = template.local_name(id);
+        let arn = sns
+            .create_topic()
+            .name(&name)
+            .send()
+            .await
+            .with_context(|| format!("creating topic {name}"))?
+            .topic_arn()
+            .unwrap_or_default()
+            .to_owned();
+        created.push(LocalResource {
+            logical_id: id.clone(),
+            kind: "topic",
+            address: arn,
+        });
+    }
     for (id, resource) in template.of_kind("AWS::DynamoDB::Table") {
         let name = template.local_name(id);
         create_table(dynamodb, &name, &resource.properties).await?;

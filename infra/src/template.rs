@@ -109,6 +109,9 @@ impl Template {
             Some("AWS::DynamoDB::Table") => Ok(format!(
                 "arn:aws:dynamodb:{LOCAL_REGION}:{LOCAL_ACCOUNT}:table/{name}"
             )),
+            Some("AWS::SNS::Topic") => {
+                Ok(format!("arn:aws:sns:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{name}"))
+            }
             Some(kind) => {
                 bail!("GetAtt {id}.Arn: resources of type {kind} are not supported locally")
             }
@@ -349,6 +352,75 @@ mod tests {
                 "{id}: no events/{name}.json sample"
             );
         }
+    }
+
+    /// The logical ids of the alarms on `metric` whose dimension `name` refers to `target`.
+    fn alarms_on(template: &Template, metric: &str, target: &str) -> usize {
+        template
+            .of_kind("AWS::CloudWatch::Alarm")
+            .filter(|(_, alarm)| {
+                alarm.properties.get("MetricName").and_then(Value::as_str) == Some(metric)
+                    && serde_norway::to_string(&alarm.properties["Dimensions"])
+                        .unwrap_or_default()
+                        .contains(target)
+            })
+            .count()
+    }
+
+    #[test]
+    fn every_function_has_error_and_throttle_alarms_and_every_queue_an_alarmed_dlq() {
+        let template = project_template();
+        for (id, _) in template.of_kind("AWS::Serverless::Function") {
+            assert_eq!(
+                alarms_on(&template, "Errors", id),
+                1,
+                "{id}: no Errors alarm"
+            );
+            assert_eq!(
+                alarms_on(&template, "Throttles", id),
+                1,
+                "{id}: no Throttles alarm"
+            );
+        }
+        let queues: Vec<_> = template.of_kind("AWS::SQS::Queue").collect();
+        // `deadLetterTargetArn: !GetAtt <Dlq>.Arn` names each queue's DLQ.
+        let dlqs: Vec<String> = queues
+            .iter()
+            .filter_map(|(_, queue)| {
+                let target = queue
+                    .properties
+                    .get("RedrivePolicy")?
+                    .get("deadLetterTargetArn")?;
+                match target {
+                    Value::Tagged(tagged) => tagged
+                        .value
+                        .as_str()?
+                        .strip_suffix(".Arn")
+                        .map(str::to_owned),
+                    _ => None,
+                }
+            })
+            .collect();
+        for (id, queue) in &queues {
+            let is_dlq = dlqs.iter().any(|d| d == *id);
+            if is_dlq {
+                assert_eq!(
+                    alarms_on(
+                        &template,
+                        "ApproximateNumberOfMessagesVisible",
+                        &format!("{id}.QueueName")
+                    ),
+                    1,
+                    "{id}: a DLQ without an alarm on its visible messages"
+                );
+            } else {
+                assert!(
+                    queue.properties.get("RedrivePolicy").is_some(),
+                    "{id}: a queue without a dead-letter queue"
+                );
+            }
+        }
+        assert_eq!(dlqs.len(), 2, "{dlqs:?}");
     }
 
     #[test]

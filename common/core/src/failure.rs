@@ -199,7 +199,10 @@ mod tests {
         .unwrap();
         for code in DeadLetterCode::ALL {
             let row = format!("| `{code}` | {} |", code.class().as_str());
-            assert!(doc.contains(&row), "docs/DEAD_LETTERS.md lacks the row {row}");
+            assert!(
+                doc.contains(&row),
+                "docs/DEAD_LETTERS.md lacks the row {row}"
+            );
         }
     }
 

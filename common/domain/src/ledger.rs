@@ -9,6 +9,10 @@
 //! 4. the projection registered for (provider, type) is applied (an unregistered type was
 //!    recorded `ignored`), and the transaction commits. Any failure rolls everything back.
 //!
+//! A replay (`envelope.meta.replay`, sent by `inlet replay`) goes to its existing row instead:
+//! counted there, found stale if its object has moved on, else applied again (projections are
+//! idempotent: no second case, no second payment); without a row it is processed as new.
+//!
 //! Statements are prepared once per connection: an event costs BEGIN, one round trip per
 //! statement, and COMMIT.
 
@@ -123,28 +127,53 @@ pub async fn process(
     };
 
     let tx = connection.tx().await?;
-    let recorded: String = tx
-        .query_one(
-            "SELECT record_event($1, $2, $3, $4, $5, $6, $7, $8::text::timestamptz,
-                 $9::text::timestamptz, $10, $11, $12, $13)",
-            &[
-                &company.as_str(),
-                &meta.source_id,
-                &&*meta.provider,
-                &meta.event_id,
-                &meta.event_type,
-                &meta.object_type,
-                &meta.object_id,
-                &meta.occurred_at,
-                &meta.received_at,
-                &fresh.status(),
-                &payload::minimal(&payload),
-                &sealed,
-                &key_id,
-            ],
+    // A replay re-applies the event to its ledger row; without a row it is processed as new.
+    let replayed: Option<String> = if meta.replay {
+        Some(
+            tx.query_one(
+                "SELECT replay_event($1, $2, $3, $4, $5, $6, $7::text::timestamptz, $8)",
+                &[
+                    &company.as_str(),
+                    &meta.source_id,
+                    &&*meta.provider,
+                    &meta.event_id,
+                    &meta.object_type,
+                    &meta.object_id,
+                    &meta.occurred_at,
+                    &fresh.status(),
+                ],
+            )
+            .await?
+            .get(0),
         )
-        .await?
-        .get(0);
+    } else {
+        None
+    };
+    let recorded: String = match replayed {
+        Some(replayed) if replayed != "missing" => replayed,
+        _ => tx
+            .query_one(
+                "SELECT record_event($1, $2, $3, $4, $5, $6, $7, $8::text::timestamptz,
+                 $9::text::timestamptz, $10, $11, $12, $13)",
+                &[
+                    &company.as_str(),
+                    &meta.source_id,
+                    &&*meta.provider,
+                    &meta.event_id,
+                    &meta.event_type,
+                    &meta.object_type,
+                    &meta.object_id,
+                    &meta.occurred_at,
+                    &meta.received_at,
+                    &fresh.status(),
+                    &payload::minimal(&payload),
+                    &sealed,
+                    &key_id,
+                ],
+            )
+            .await?
+            .get(0),
+    };
     let outcome = match recorded.as_str() {
         "unknown_tenant" => {
             return Err(Failure::permanent(
@@ -164,7 +193,7 @@ pub async fn process(
         other => {
             return Err(Failure::permanent(
                 DeadLetterCode::DatabaseRejected,
-                format!("record_event answered {other:?}; the migrations and this binary disagree"),
+                format!("the ledger answered {other:?}; the migrations and this binary disagree"),
             ))
         }
     };

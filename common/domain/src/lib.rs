@@ -13,6 +13,7 @@ pub mod companies;
 pub mod events;
 pub mod ledger;
 pub mod money;
+pub mod ops;
 pub mod payload;
 pub mod ports;
 pub mod projections;

@@ -152,3 +152,77 @@ pub trait CircuitBreaker: Send + Sync {
         now_ms: i64,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 }
+
+/// How loud an operator alert is: `warn` goes to the warning channel, `page` wakes someone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Warn,
+    Page,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warn => "warn",
+            Severity::Page => "page",
+        }
+    }
+}
+
+/// The operators' channels (SNS topics in AWS).
+pub trait Alerts: Send + Sync {
+    fn publish<'a>(
+        &'a self,
+        severity: Severity,
+        subject: &'a str,
+        message: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+}
+
+/// A message read from a dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadMessage {
+    pub message_id: String,
+    pub body: String,
+    /// When it was sent to the dead-letter queue (SQS's `SentTimestamp`), Unix ms.
+    pub sent_at_ms: i64,
+    /// SQS's `ApproximateReceiveCount`.
+    pub receive_count: u32,
+    /// Its string message attributes (`inlet_error_code`, `provider`, `company_id`, ...).
+    pub attributes: std::collections::BTreeMap<String, String>,
+}
+
+/// A message received (hidden) from a queue, with the handle to act on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub message: DeadMessage,
+    pub receipt: String,
+}
+
+/// Reading and moving dead letters. `queue` is a queue URL.
+pub trait DeadLetterQueue: Send + Sync {
+    /// Up to ten messages, hidden from others for `hide_secs`.
+    fn receive(
+        &self,
+        queue: &str,
+        hide_secs: i32,
+    ) -> impl Future<Output = Result<Vec<Received>, StoreError>> + Send;
+    /// Makes received messages visible again at once.
+    fn release(
+        &self,
+        queue: &str,
+        receipts: &[String],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn delete(
+        &self,
+        queue: &str,
+        receipt: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Sends a copy (body and the given attributes) to `queue`.
+    fn send(
+        &self,
+        queue: &str,
+        body: &str,
+        attributes: &std::collections::BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

@@ -88,6 +88,17 @@ impl BatchStats {
     pub fn transient(&self) -> usize {
         self.count(Settled::Retrying)
     }
+
+    /// The batch as invocation metrics: records done are successes, records dead-lettered or
+    /// left to retry failures, and the latter retries.
+    pub fn invocation(&self, duration: std::time::Duration) -> crate::metrics::Invocation {
+        crate::metrics::Invocation {
+            duration,
+            success: self.succeeded() as u64,
+            failure: (self.permanent() + self.transient()) as u64,
+            retries: self.transient() as u64,
+        }
+    }
 }
 
 /// Runs batches with the DLQ and visibility ports of one queue.

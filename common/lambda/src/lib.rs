@@ -8,6 +8,7 @@
 pub mod batch;
 pub mod http;
 pub mod metrics;
+pub mod ops;
 pub mod process_events;
 pub mod schedule_reminders;
 pub mod send_reminders;

@@ -16,6 +16,38 @@ use inlet_webhooks::providers::Provider;
 /// The CloudWatch namespace every Inlet metric lives in.
 pub const NAMESPACE: &str = "Inlet";
 
+/// The label budget: the only dimensions any metric may carry. A dimension is a closed type,
+/// so another one cannot be written; each value set is bounded (functions, providers,
+/// outcomes, queues and dead-letter codes are fixed lists).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Dimension {
+    Function,
+    Provider,
+    Outcome,
+    Queue,
+    Code,
+}
+
+impl Dimension {
+    pub const ALL: [Dimension; 5] = [
+        Dimension::Function,
+        Dimension::Provider,
+        Dimension::Outcome,
+        Dimension::Queue,
+        Dimension::Code,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dimension::Function => "function",
+            Dimension::Provider => "provider",
+            Dimension::Outcome => "outcome",
+            Dimension::Queue => "queue",
+            Dimension::Code => "code",
+        }
+    }
+}
+
 /// EMF allows at most 100 values per metric in one document.
 const MAX_VALUES: usize = 100;
 
@@ -131,9 +163,9 @@ impl BatchMetrics {
             documents.push(document(
                 timestamp_ms,
                 &[
-                    ("function", function),
-                    ("provider", provider),
-                    ("outcome", outcome.as_str()),
+                    (Dimension::Function, function),
+                    (Dimension::Provider, provider),
+                    (Dimension::Outcome, outcome.as_str()),
                 ],
                 metrics,
             ));
@@ -141,7 +173,7 @@ impl BatchMetrics {
         let millis = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
         documents.push(document(
             timestamp_ms,
-            &[("function", function)],
+            &[(Dimension::Function, function)],
             vec![
                 ("batch_duration", "Milliseconds", json!(millis)),
                 ("batch_size", "Count", json!(self.records)),
@@ -168,16 +200,89 @@ pub fn emit_function_metrics(
         .iter()
         .map(|(name, unit, value)| (*name, *unit, json!(value)))
         .collect();
-    sink.emit(&document(now_ms(), &[("function", function)], values).to_string());
+    sink.emit(&document(now_ms(), &[(Dimension::Function, function)], values).to_string());
+}
+
+/// What one invocation did, in the metrics every function emits: `duration_ms`, `success` and
+/// `failure` (records for a consumer, the invocation for a cron or a request), and
+/// `retries_total` (records left to retry).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Invocation {
+    pub duration: Duration,
+    pub success: u64,
+    pub failure: u64,
+    pub retries: u64,
+}
+
+/// The per-invocation document, by function.
+pub fn invocation_document(function: &str, invocation: &Invocation, timestamp_ms: u64) -> Value {
+    let millis = u64::try_from(invocation.duration.as_millis()).unwrap_or(u64::MAX);
+    document(
+        timestamp_ms,
+        &[(Dimension::Function, function)],
+        vec![
+            ("duration_ms", "Milliseconds", json!(millis)),
+            ("success", "Count", json!(invocation.success)),
+            ("failure", "Count", json!(invocation.failure)),
+            ("retries_total", "Count", json!(invocation.retries)),
+        ],
+    )
+}
+
+/// An HTTP request's invocation: a failure only when the function answered 5xx (a 4xx is the
+/// function doing its job).
+pub fn answered(duration: Duration, status: u16) -> Invocation {
+    Invocation {
+        duration,
+        success: u64::from(status < 500),
+        failure: u64::from(status >= 500),
+        retries: 0,
+    }
+}
+
+pub fn emit_invocation(sink: &dyn MetricsSink, function: &str, invocation: &Invocation) {
+    sink.emit(&invocation_document(function, invocation, now_ms()).to_string());
+}
+
+/// One intake request, counted by what it was answered (`accepted`, `duplicate` or the
+/// problem's code): the dashboard's intake answers by code.
+pub fn emit_requests(sink: &dyn MetricsSink, function: &str, code: &str) {
+    let document = document(
+        now_ms(),
+        &[(Dimension::Function, function), (Dimension::Code, code)],
+        vec![("requests", "Count", json!(1))],
+    );
+    sink.emit(&document.to_string());
+}
+
+/// Counts per (queue, code) with the `queue` and `code` dimensions (dead letters in a digest).
+pub fn emit_queue_counts(
+    sink: &dyn MetricsSink,
+    function: &str,
+    metric: &str,
+    counts: &[(&str, &str, u64)],
+) {
+    for (queue, code, count) in counts {
+        let document = document(
+            now_ms(),
+            &[
+                (Dimension::Function, function),
+                (Dimension::Queue, queue),
+                (Dimension::Code, code),
+            ],
+            vec![(metric, "Count", json!(count))],
+        );
+        sink.emit(&document.to_string());
+    }
 }
 
 /// One EMF document: the dimensions and metric values at the root, described under `_aws`.
 fn document(
     timestamp_ms: u64,
-    dimensions: &[(&str, &str)],
+    dimensions: &[(Dimension, &str)],
     metrics: Vec<(&str, &str, Value)>,
 ) -> Value {
-    let names: Vec<&str> = dimensions.iter().map(|(name, _)| *name).collect();
+    let names: Vec<&str> = dimensions.iter().map(|(name, _)| name.as_str()).collect();
     let definitions: Vec<Value> = metrics
         .iter()
         .map(|(name, unit, _)| json!({ "Name": name, "Unit": unit }))
@@ -195,7 +300,7 @@ fn document(
         }),
     );
     for (name, value) in dimensions {
-        root.insert((*name).into(), Value::from(*value));
+        root.insert(name.as_str().into(), Value::from(*value));
     }
     for (name, _, value) in metrics {
         root.insert(name.into(), value);

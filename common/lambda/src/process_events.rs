@@ -11,8 +11,9 @@ use inlet_adapters::aws::{sdk_config_for, Patience, SqsRedelivery};
 use inlet_core::config::{self, Env, ProcessEnv, SettingsError};
 use inlet_core::crypto::KeyRing;
 use inlet_core::Failure;
+use inlet_domain::events::{self, Handled};
 use inlet_domain::ports::{DeadLetters, Visibility};
-use inlet_domain::{events, Processed, Projections};
+use inlet_domain::{Processed, Projections};
 use inlet_postgres::{Database, DbSettings};
 
 use crate::batch::{Backoff, BatchRunner, Settled};
@@ -98,12 +99,16 @@ impl<P: DeadLetters + Visibility> Processor<P> {
             })
             .await;
         // Records settle in batch order, and each `Done` one pushed its outcome in that order.
-        let mut processed = processed.into_iter();
+        let mut outcomes = processed.iter().map(|h| h.outcome);
         let now = metrics::now_ms();
         let mut batch = BatchMetrics::default();
+        let mut oldest_ms = 0;
         for (record, settled) in event.records.iter().zip(&stats.settled) {
+            if let Some(sent) = sent_timestamp(record) {
+                oldest_ms = oldest_ms.max(now.saturating_sub(sent));
+            }
             let outcome = match settled {
-                Settled::Done => processed.next().map_or(Outcome::Processed, outcome_of),
+                Settled::Done => outcomes.next().map_or(Outcome::Processed, outcome_of),
                 Settled::DeadLettered => Outcome::Permanent,
                 Settled::Retrying => Outcome::Transient,
             };
@@ -115,6 +120,16 @@ impl<P: DeadLetters + Visibility> Processor<P> {
             );
         }
         batch.emit(&*self.metrics, FUNCTION, started.elapsed());
+        metrics::emit_invocation(
+            &*self.metrics,
+            FUNCTION,
+            &stats.invocation(started.elapsed()),
+        );
+        // For the watchdog's no-data and queue-age checks; never fails the batch.
+        let oldest_ms = i64::try_from(oldest_ms).unwrap_or(i64::MAX);
+        if let Err(failure) = events::note_activity(&self.database, &processed, oldest_ms).await {
+            tracing::warn!(%failure, "could not note the batch's source activity");
+        }
         tracing::info!(
             succeeded = stats.succeeded(),
             permanent = stats.permanent(),
@@ -124,7 +139,7 @@ impl<P: DeadLetters + Visibility> Processor<P> {
         response
     }
 
-    async fn handle_record(&self, record: &SqsMessage) -> Result<Processed, Failure> {
+    async fn handle_record(&self, record: &SqsMessage) -> Result<Handled, Failure> {
         let body = record.body.as_deref().unwrap_or_default();
         events::handle_record(
             &self.database,

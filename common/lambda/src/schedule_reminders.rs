@@ -54,8 +54,8 @@ pub async fn run() -> Result<(), Error> {
     let database = Database::new(settings.database.clone());
     let sink: Arc<dyn MetricsSink> = Arc::new(metrics::Stdout);
     let (queue, database, settings, sink) = (&queue, &database, &settings, &sink);
-    lambda_runtime::run(lambda_runtime::service_fn(
-        move |_event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
+    crate::ops::scheduled(FUNCTION, sink.clone(), move || {
+        Box::pin(async move {
             let started = Instant::now();
             let mut connection = database.client().await.map_err(|e| e.to_string())?;
             let stats = run_once(
@@ -66,7 +66,7 @@ pub async fn run() -> Result<(), Error> {
                 inlet_core::clock::now_ms(),
             )
             .await
-            .map_err(|f| format!("{f:?}"))?;
+            .map_err(|f| f.to_string())?;
             metrics::emit_function_metrics(
                 &**sink,
                 FUNCTION,
@@ -87,10 +87,10 @@ pub async fn run() -> Result<(), Error> {
                 released = stats.released,
                 "reminders scheduled"
             );
-            Ok::<_, Error>(serde_json::json!({
+            Ok(serde_json::json!({
                 "claimed": stats.claimed, "enqueued": stats.enqueued, "released": stats.released
             }))
-        },
-    ))
+        })
+    })
     .await
 }

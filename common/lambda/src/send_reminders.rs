@@ -93,6 +93,11 @@ impl<P: DeadLetters + Visibility> ReminderProcessor<P> {
                 .await
             })
             .await;
+        metrics::emit_invocation(
+            &*self.metrics,
+            FUNCTION,
+            &stats.invocation(started.elapsed()),
+        );
         metrics::emit_function_metrics(
             &*self.metrics,
             FUNCTION,

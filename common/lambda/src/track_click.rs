@@ -81,7 +81,14 @@ pub async fn run() -> Result<(), Error> {
     let database = Database::new(settings.database);
     let (database, keys) = (&database, &settings.keys);
     lambda_http::run(service_fn(move |request: Request| async move {
-        Ok::<_, Error>(handle(database, keys, request).await)
+        let started = std::time::Instant::now();
+        let response = handle(database, keys, request).await;
+        crate::metrics::emit_invocation(
+            &crate::metrics::Stdout,
+            "track-click",
+            &crate::metrics::answered(started.elapsed(), response.status().as_u16()),
+        );
+        Ok::<_, Error>(response)
     }))
     .await
 }

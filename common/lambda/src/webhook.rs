@@ -12,8 +12,8 @@ use inlet_core::clock::now_ms;
 use inlet_core::config::{self, Deployment, Env, ProcessEnv, SettingsError};
 use inlet_core::crypto::KeyRing;
 use inlet_webhooks::intake::{
-    CachedSources, DedupeStore, EventQueue, Intake, IntakeConfig, IntakeRequest, RateLimiter,
-    SourceStore, DEFAULT_BODY_LIMIT,
+    CachedSources, DedupeStore, EventQueue, Intake, IntakeConfig, IntakeRequest, IntakeResponse,
+    RateLimiter, SourceStore, DEFAULT_BODY_LIMIT,
 };
 
 use crate::http::to_http;
@@ -114,14 +114,35 @@ pub async fn run(provider: Provider) -> Result<(), Error> {
     })?;
     let intake = build(settings).await;
     let intake = &intake;
+    let function = format!("webhook-{provider}");
+    let function = function.as_str();
     lambda_http::run(service_fn(move |request: Request| async move {
-        Ok::<_, Error>(handle(intake, request).await)
+        let started = std::time::Instant::now();
+        let answer = respond(intake, request).await;
+        crate::metrics::emit_invocation(
+            &crate::metrics::Stdout,
+            function,
+            &crate::metrics::answered(started.elapsed(), answer.status),
+        );
+        crate::metrics::emit_requests(&crate::metrics::Stdout, function, answer.label);
+        Ok::<_, Error>(to_http(answer))
     }))
     .await
 }
 
 /// One API Gateway (HTTP API, payload v2) request through the pipeline.
 pub async fn handle<S, R, D, Q>(intake: &Intake<S, R, D, Q>, request: Request) -> Response<Body>
+where
+    S: SourceStore,
+    R: RateLimiter,
+    D: DedupeStore,
+    Q: EventQueue,
+{
+    to_http(respond(intake, request).await)
+}
+
+/// The pipeline's answer to one request, before it becomes an HTTP response.
+pub async fn respond<S, R, D, Q>(intake: &Intake<S, R, D, Q>, request: Request) -> IntakeResponse
 where
     S: SourceStore,
     R: RateLimiter,
@@ -148,7 +169,7 @@ where
             trace_id: trace_id.as_deref(),
         })
         .await;
-    to_http(response)
+    response
 }
 
 #[cfg(test)]

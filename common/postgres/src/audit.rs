@@ -7,8 +7,10 @@ use tokio_postgres::Client;
 pub const APP_ROLE: &str = "inlet_app";
 /// The role schedule-reminders connects as: the only one that may claim across tenants.
 pub const SCHEDULER_ROLE: &str = "inlet_scheduler";
+/// The role the maintenance crons (dlq-digest, watchdog, retention) connect as.
+pub const OPS_ROLE: &str = "inlet_ops";
 /// The roles functions connect as: none may be powerful.
-pub const FUNCTION_ROLES: [&str; 2] = [APP_ROLE, SCHEDULER_ROLE];
+pub const FUNCTION_ROLES: [&str; 3] = [APP_ROLE, SCHEDULER_ROLE, OPS_ROLE];
 
 /// Tables in `public` that have a `company_id` column: the tenant tables.
 pub async fn tenant_tables(client: &Client) -> Result<Vec<String>, tokio_postgres::Error> {

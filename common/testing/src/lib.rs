@@ -55,6 +55,8 @@ pub struct TestDb {
     pub app_url: String,
     /// The scheduler role's connection URL: what schedule-reminders connects as.
     pub scheduler_url: String,
+    /// The maintenance role's connection URL: what dlq-digest, watchdog and retention connect as.
+    pub ops_url: String,
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -76,6 +78,7 @@ impl TestDb {
         let admin_url = required_env("DATABASE_ADMIN_URL");
         let app_url = required_env("DATABASE_URL");
         let scheduler_url = required_env("SCHEDULER_DATABASE_URL");
+        let ops_url = required_env("OPS_DATABASE_URL");
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -95,6 +98,7 @@ impl TestDb {
             admin_url: with_dbname(&admin_url, &name),
             app_url: with_dbname(&app_url, &name),
             scheduler_url: with_dbname(&scheduler_url, &name),
+            ops_url: with_dbname(&ops_url, &name),
             name,
         }
     }
@@ -109,6 +113,11 @@ impl TestDb {
     /// A connection as the application role, as consumers and HTTP functions connect.
     pub async fn app(&self) -> Client {
         db::connect(&self.app_url).await.expect("app connection")
+    }
+
+    /// A connection as the maintenance role, as the operations crons connect.
+    pub async fn ops(&self) -> Client {
+        db::connect(&self.ops_url).await.expect("ops connection")
     }
 
     /// A connection as the scheduler role, as schedule-reminders connects.
@@ -342,6 +351,10 @@ impl ScratchPostgres {
 
     pub fn app_url(&self) -> String {
         format!("postgres://inlet_app@127.0.0.1:{}/postgres", self.port)
+    }
+
+    pub fn ops_url(&self) -> String {
+        format!("postgres://inlet_ops@127.0.0.1:{}/postgres", self.port)
     }
 
     pub fn scheduler_url(&self) -> String {

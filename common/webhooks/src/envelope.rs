@@ -38,6 +38,10 @@ pub struct EnvelopeMeta<'a> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<Cow<'a, str>>,
     pub body_encoding: BodyEncoding,
+    /// Re-sent from the ledger by an operator or a tenant (`inlet replay`): the consumer
+    /// re-applies it to an existing ledger row instead of skipping it as a duplicate.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replay: bool,
 }
 
 impl EnvelopeMeta<'_> {
@@ -61,6 +65,7 @@ impl EnvelopeMeta<'_> {
                 .collect(),
             trace_id: self.trace_id.map(owned),
             body_encoding: self.body_encoding,
+            replay: self.replay,
         }
     }
 }
@@ -212,6 +217,7 @@ mod tests {
                 headers: BTreeMap::new(),
                 trace_id: None,
                 body_encoding: BodyEncoding::for_body(raw, parsed_as_json),
+                replay: false,
             },
             body: Cow::Borrowed(raw),
         }
@@ -294,6 +300,7 @@ mod fuzz {
             headers: BTreeMap::from([(text(6), text(7))]),
             trace_id: Some(text(8)),
             body_encoding: encoding,
+            replay: false,
         }
     }
 

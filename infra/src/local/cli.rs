@@ -99,6 +99,7 @@ pub async fn command(args: LocalArgs) -> anyhow::Result<()> {
                 &template,
                 &aws_sdk_dynamodb::Client::new(&config),
                 &aws_sdk_sqs::Client::new(&config),
+                &aws_sdk_sns::Client::new(&config),
             )
             .await?;
             for resource in created {

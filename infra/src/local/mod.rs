@@ -109,9 +109,10 @@ fn build(root: &std::path::Path, release: bool, output: &Output) -> anyhow::Resu
 
 /// Values the template takes from Secrets Manager when deployed (by the parameter naming the
 /// secret), and the variable of this environment (`.local/env`) that holds each locally.
-pub const LOCAL_SECRETS: [(&str, &str); 3] = [
+pub const LOCAL_SECRETS: [(&str, &str); 4] = [
     ("DatabaseUrlSecretArn", "DATABASE_URL"),
     ("SchedulerDatabaseUrlSecretArn", "SCHEDULER_DATABASE_URL"),
+    ("OpsDatabaseUrlSecretArn", "OPS_DATABASE_URL"),
     ("InletKeysSecretArn", "INLET_KEYS"),
 ];
 
@@ -263,6 +264,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         &template,
         &aws_sdk_dynamodb::Client::new(&config),
         &aws_sdk_sqs::Client::new(&config),
+        &aws_sdk_sns::Client::new(&config),
     )
     .await?;
     // Long polls outlast the SDK's default operation timeout.

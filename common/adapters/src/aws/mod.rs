@@ -1,7 +1,9 @@
 //! AWS adapters. Clients are built once per container from one shared config. Adapters store
 //! and fetch; they decide no business rule.
 
+mod alerts;
 mod breaker;
+mod dead_letter_queue;
 mod dedupe;
 mod email;
 mod queue;
@@ -17,7 +19,9 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 
+pub use alerts::SnsAlerts;
 pub use breaker::{BreakerPolicy, DynamoBreaker};
+pub use dead_letter_queue::{queue_url, SqsDeadLetters};
 pub use dedupe::DynamoDedupe;
 pub use email::SesEmail;
 pub use queue::SqsQueue;

@@ -96,7 +96,7 @@ impl Sender {
         }
         let row = tx
             .query_opt(
-                "SELECT r.status AS reminder_status, c.status AS case_status,
+                "SELECT r.status AS reminder_status, r.enqueue_attempts, c.status AS case_status,
                         c.amount_at_risk, c.currency, co.name AS company_name, co.settings,
                         m.plan, GREATEST(0, extract(day FROM now() - c.opened_at))::int8 AS days_overdue
                    FROM reminders r
@@ -116,6 +116,12 @@ impl Sender {
         if matches!(reminder_status.as_str(), "sent" | "cancelled" | "failed") {
             tx.commit().await?;
             return Ok(Prepared::Done("already settled"));
+        }
+        // The watchdog gave the reminder back to the scheduler, which enqueued a newer job.
+        let enqueue_attempts: i32 = row.get("enqueue_attempts");
+        if job.attempt < enqueue_attempts {
+            tx.commit().await?;
+            return Ok(Prepared::Done("superseded by a newer job"));
         }
         if case_status != "open" {
             tx.execute(

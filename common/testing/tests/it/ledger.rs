@@ -92,6 +92,7 @@ fn envelope(
             headers: BTreeMap::new(),
             trace_id: None,
             body_encoding: BodyEncoding::Json,
+            replay: false,
         },
         body: Cow::Owned(body.into_bytes()),
     }

@@ -100,6 +100,7 @@ fn clerk_user_created(event_id: &str, user_id: &str) -> Envelope<'static> {
             headers: BTreeMap::new(),
             trace_id: None,
             body_encoding: BodyEncoding::Json,
+            replay: false,
         },
         body: Cow::Owned(body.to_string().into_bytes()),
     }

@@ -52,6 +52,7 @@ pub(crate) fn envelope(provider: Provider, event_type: &str, body: Vec<u8>) -> E
             headers: BTreeMap::new(),
             trace_id: None,
             body_encoding: BodyEncoding::Json,
+            replay: false,
         },
         body: Cow::Owned(body),
     }

@@ -55,6 +55,7 @@ pub(crate) fn stripe(
             headers: BTreeMap::new(),
             trace_id: None,
             body_encoding: BodyEncoding::Json,
+            replay: false,
         },
         body: Cow::Owned(body.to_string().into_bytes()),
     }

@@ -81,6 +81,10 @@ fn fixture(table: &str) -> Option<&'static str> {
              INSERT INTO delivery_attempts (company_id, reminder_id, attempt, status_code) \
              SELECT $1, r.id, 1, 200 FROM r"
         }
+        "source_activity" => {
+            "INSERT INTO source_activity (company_id, source_id, provider, events, first_received_at, \
+             last_received_at) VALUES ($1, $2, 'stripe', 1, now(), now())"
+        }
         _ => return None,
     })
 }
@@ -394,9 +398,16 @@ async fn empty_or_null_tenant_context_is_refused() {
 
 /// Who may execute each SECURITY DEFINER function (they cross tenants): a new one must be
 /// declared here, and no other role may execute it.
-const DEFINER_EXECUTORS: [(&str, &[&str]); 2] = [
+const DEFINER_EXECUTORS: [(&str, &[&str]); 9] = [
     ("claim_due_reminders", &[audit::SCHEDULER_ROLE]),
     ("release_reminders", &[audit::SCHEDULER_ROLE]),
+    ("mark_silent_sources", &[audit::OPS_ROLE]),
+    ("latest_queue_age", &[audit::OPS_ROLE]),
+    ("requeue_stuck_reminders", &[audit::OPS_ROLE]),
+    ("retention_delete_events", &[audit::OPS_ROLE]),
+    ("retention_delete_attempts", &[audit::OPS_ROLE]),
+    ("retention_drop_payloads", &[audit::OPS_ROLE]),
+    ("fail_dead_reminders", &[audit::OPS_ROLE]),
 ];
 
 /// Every SECURITY DEFINER function whose executors differ from [`DEFINER_EXECUTORS`].

@@ -50,6 +50,7 @@ fn event(
             headers: BTreeMap::new(),
             trace_id: None,
             body_encoding: BodyEncoding::Json,
+            replay: false,
         },
         body: Cow::Owned(body.to_string().into_bytes()),
     }

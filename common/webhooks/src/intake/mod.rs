@@ -238,6 +238,7 @@ where
                 headers: carried_headers(provider, request.headers),
                 trace_id: request.trace_id.map(Cow::Borrowed),
                 body_encoding: BodyEncoding::for_body(request.body, identity.body_is_json),
+                replay: false,
             },
             body: Cow::Borrowed(request.body),
         };

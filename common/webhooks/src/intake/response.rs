@@ -24,12 +24,16 @@ pub struct IntakeResponse {
     pub retry_after: Option<u64>,
     /// The stable code of a problem, for logs and metrics (None on success).
     pub code: Option<&'static str>,
+    /// What the answer was, as a metric dimension: the problem's code, or `accepted`,
+    /// `duplicate`, `challenge`.
+    pub label: &'static str,
 }
 
 impl IntakeResponse {
     pub fn accepted(event_id: &str) -> Self {
         Self::ok(
             202,
+            "accepted",
             Outcome {
                 status: "accepted",
                 event_id,
@@ -41,6 +45,7 @@ impl IntakeResponse {
     pub fn duplicate(event_id: &str) -> Self {
         Self::ok(
             200,
+            "duplicate",
             Outcome {
                 status: "duplicate",
                 event_id,
@@ -51,16 +56,21 @@ impl IntakeResponse {
 
     /// Slack's url_verification answer.
     pub fn challenge(challenge: &str) -> Self {
-        Self::ok(200, json!({"challenge": challenge}).to_string())
+        Self::ok(
+            200,
+            "challenge",
+            json!({"challenge": challenge}).to_string(),
+        )
     }
 
-    fn ok(status: u16, body: String) -> Self {
+    fn ok(status: u16, label: &'static str, body: String) -> Self {
         Self {
             status,
             content_type: "application/json",
             body,
             retry_after: None,
             code: None,
+            label,
         }
     }
 
@@ -78,6 +88,7 @@ impl IntakeResponse {
             body: body.to_string(),
             retry_after: None,
             code: Some(code),
+            label: code,
         }
     }
 

@@ -12,6 +12,10 @@ fn locals() -> Locals {
                 "SchedulerDatabaseUrlSecretArn".into(),
                 "postgres://scheduler@db/inlet".into(),
             ),
+            (
+                "OpsDatabaseUrlSecretArn".into(),
+                "postgres://ops@db/inlet".into(),
+            ),
             ("InletKeysSecretArn".into(), "k:AAAA".into()),
         ]),
         parameters: BTreeMap::new(),

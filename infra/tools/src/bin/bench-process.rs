@@ -100,6 +100,7 @@ fn envelopes(count: usize) -> Vec<String> {
                     headers: BTreeMap::new(),
                     trace_id: None,
                     body_encoding: BodyEncoding::Json,
+                    replay: false,
                 },
                 body: Cow::Owned(body.to_string().into_bytes()),
             }

@@ -233,6 +233,7 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         &[
             ("DATABASE_URL", postgres.app_url()),
             ("SCHEDULER_DATABASE_URL", postgres.scheduler_url()),
+            ("OPS_DATABASE_URL", postgres.ops_url()),
         ],
     )
     .await?;
