@@ -1,11 +1,14 @@
 //! The `inlet` CLI's library: template reading, local resources, sources, sample events and the
 //! local Lambda runtime. `main.rs` only parses arguments and dispatches.
 
+pub mod alerts;
 pub mod companies;
 pub mod database;
+pub mod dlq;
 pub mod events;
 pub mod http;
 pub mod local;
+pub mod replay;
 pub mod resources;
 pub mod runtime;
 pub mod send;

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use inlet_infra::{companies, database, events, local, send, sources};
+use inlet_infra::{alerts, companies, database, dlq, events, local, replay, send, sources};
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +41,12 @@ enum Command {
     Local(local::cli::LocalArgs),
     /// Sign a payload with a source's secret in its provider's scheme and POST it.
     Send(send::SendArgs),
+    /// Dead letters: list by cause, show one, redrive (dry run first), purge old ones.
+    Dlq(dlq::DlqArgs),
+    /// Send events from the ledger again, re-applied by the consumer.
+    Replay(replay::ReplayArgs),
+    /// Operator alerts: `test` sends a synthetic failure down the real alert path.
+    Alerts(alerts::AlertsArgs),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -55,6 +61,9 @@ async fn main() -> ExitCode {
         Command::Events { command } => events::command(command),
         Command::Local(args) => local::cli::command(args).await,
         Command::Send(args) => send::command(args).await,
+        Command::Dlq(args) => dlq::run(args).await,
+        Command::Replay(args) => replay::run(args).await,
+        Command::Alerts(args) => alerts::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -99,6 +99,29 @@ impl Template {
         format!("{}{id}", self.prefix)
     }
 
+    /// Every dead-letter queue and the queue it serves: (DLQ, source), by logical id.
+    pub fn dead_letter_queues(&self) -> Vec<(String, String)> {
+        let mut pairs: Vec<(String, String)> = self
+            .of_kind("AWS::SQS::Queue")
+            .filter_map(|(id, queue)| {
+                let target = queue
+                    .properties
+                    .get("RedrivePolicy")?
+                    .get("deadLetterTargetArn")?;
+                let dlq = match target {
+                    Value::Tagged(tagged) => tagged.value.as_str()?.strip_suffix(".Arn")?,
+                    Value::Mapping(_) => {
+                        target.get("Fn::GetAtt")?.as_sequence()?.first()?.as_str()?
+                    }
+                    _ => return None,
+                };
+                Some((dlq.to_owned(), id.clone()))
+            })
+            .collect();
+        pairs.sort();
+        pairs
+    }
+
     /// The local ARN of a queue or table resource.
     pub fn local_arn(&self, id: &str) -> anyhow::Result<String> {
         let name = self.local_name(id);
@@ -199,6 +222,17 @@ mod tests {
             .unwrap();
         assert_eq!(arn, "arn:aws:sqs:us-east-1:123456789012:EventsDLQ");
         assert!(template.of_kind("AWS::DynamoDB::Table").count() >= 3);
+    }
+
+    #[test]
+    fn the_dead_letter_queues_are_found_with_the_queues_they_serve() {
+        assert_eq!(
+            project_template().dead_letter_queues(),
+            [
+                ("EventsDLQ".to_owned(), "EventsQueue".to_owned()),
+                ("RemindersDLQ".to_owned(), "RemindersQueue".to_owned())
+            ]
+        );
     }
 
     #[test]

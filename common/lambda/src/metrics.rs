@@ -312,6 +312,85 @@ fn document(
 mod tests {
     use super::*;
 
+    /// Keeps what it is given.
+    #[derive(Default)]
+    struct Lines(std::sync::Mutex<Vec<String>>);
+
+    impl MetricsSink for Lines {
+        fn emit(&self, line: &str) {
+            self.0.lock().unwrap().push(line.to_owned());
+        }
+    }
+
+    /// The label budget: no metric may carry any other dimension.
+    const BUDGET: [&str; 5] = ["function", "provider", "outcome", "queue", "code"];
+
+    #[test]
+    fn every_emitted_metric_stays_within_the_label_budget() {
+        assert_eq!(Dimension::ALL.map(Dimension::as_str), BUDGET);
+        let lines = Lines::default();
+        let mut batch = BatchMetrics::default();
+        batch.record(Some("stripe"), Outcome::Processed, Some(1), 2);
+        batch.emit(&lines, "process-events", Duration::from_millis(3));
+        emit_function_metrics(&lines, "watchdog", &[("silent_sources", "Count", 1)]);
+        emit_invocation(&lines, "retention", &Invocation::default());
+        emit_invocation(&lines, "webhook-stripe", &answered(Duration::ZERO, 503));
+        emit_requests(&lines, "webhook-stripe", "signature_mismatch");
+        emit_queue_counts(
+            &lines,
+            "dlq-digest",
+            "dead_letters",
+            &[("EventsDLQ", "unknown_tenant", 2)],
+        );
+        let lines = lines.0.into_inner().unwrap();
+        assert!(lines.len() >= 7, "{lines:?}");
+        for line in &lines {
+            let document: Value = serde_json::from_str(line).unwrap();
+            for set in document["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+                .as_array()
+                .unwrap()
+            {
+                for dimension in set.as_array().unwrap() {
+                    let name = dimension.as_str().unwrap();
+                    assert!(
+                        BUDGET.contains(&name),
+                        "{name} is outside the label budget: {line}"
+                    );
+                    assert!(document.get(name).is_some(), "{name} has no value: {line}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn no_code_outside_this_module_writes_metric_documents_by_hand() {
+        // EMF written anywhere else could carry any dimension; all of it goes through
+        // `document`, whose dimensions are a closed type.
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut offenders = Vec::new();
+        let mut stack = vec![
+            root.join("common"),
+            root.join("infra"),
+            root.join("functions"),
+        ];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() && !path.ends_with("target") {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs")
+                    && !path.ends_with("lambda/src/metrics.rs")
+                    && std::fs::read_to_string(&path)
+                        .unwrap_or_default()
+                        .contains("CloudWatchMetrics")
+                {
+                    offenders.push(path.display().to_string());
+                }
+            }
+        }
+        assert!(offenders.is_empty(), "EMF written by hand in {offenders:?}");
+    }
+
     #[test]
     fn groups_become_documents_cloudwatch_can_read() {
         let mut batch = BatchMetrics::default();

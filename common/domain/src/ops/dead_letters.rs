@@ -8,8 +8,9 @@ use inlet_core::{DeadLetterCode, ErrorClass, StoreError};
 
 use crate::ports::{DeadLetterQueue, DeadMessage, Received};
 
-/// How long a scan hides what it has read, so it does not read it twice.
-const SCAN_HIDE_SECS: i32 = 60;
+/// How long a scan hides what it has read, so it does not read it twice (and how long a dead
+/// letter stays hidden if the process dies before releasing or deleting it).
+pub const SCAN_HIDE_SECS: i32 = 60;
 /// At most this many messages are read per queue by one command (a DLQ beyond it is reported as
 /// truncated).
 pub const SCAN_LIMIT: usize = 10_000;
@@ -79,9 +80,18 @@ impl DeadMessage {
 /// Reads every message of a DLQ (up to [`SCAN_LIMIT`]), hidden meanwhile. The caller acts on
 /// some and must [`release`] the rest.
 pub async fn scan(port: &impl DeadLetterQueue, queue: &str) -> Result<Vec<Received>, StoreError> {
+    scan_hiding(port, queue, SCAN_HIDE_SECS).await
+}
+
+/// [`scan`], hiding what it reads for `hide_secs`.
+pub async fn scan_hiding(
+    port: &impl DeadLetterQueue,
+    queue: &str,
+    hide_secs: i32,
+) -> Result<Vec<Received>, StoreError> {
     let mut all: Vec<Received> = Vec::new();
     while all.len() < SCAN_LIMIT {
-        let batch = port.receive(queue, SCAN_HIDE_SECS).await?;
+        let batch = port.receive(queue, hide_secs).await?;
         if batch.is_empty() {
             break;
         }
@@ -172,6 +182,27 @@ pub struct Moved {
     pub unroutable: Vec<String>,
 }
 
+/// How a redrive runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedriveOptions {
+    pub limit: usize,
+    /// Only report what would move.
+    pub dry_run: bool,
+    /// How long what it reads stays hidden: if the process dies mid-way, its dead letters
+    /// reappear after this (and a second redrive sends them again; the ledger dedupes).
+    pub hide_secs: i32,
+}
+
+impl RedriveOptions {
+    pub fn new(limit: usize, dry_run: bool) -> Self {
+        RedriveOptions {
+            limit,
+            dry_run,
+            hide_secs: SCAN_HIDE_SECS,
+        }
+    }
+}
+
 /// Moves up to `limit` matching dead letters back to their source queue: the copy is sent
 /// first, then the original deleted. `source_for` gives the queue URL a message goes back to.
 /// With `dry_run` nothing is sent or deleted.
@@ -180,10 +211,14 @@ pub async fn redrive(
     dlq: &str,
     source_for: impl Fn(&DeadMessage) -> Option<String>,
     filter: &Filter,
-    limit: usize,
-    dry_run: bool,
+    options: RedriveOptions,
 ) -> Result<Moved, StoreError> {
-    let scanned = scan(port, dlq).await?;
+    let RedriveOptions {
+        limit,
+        dry_run,
+        hide_secs,
+    } = options;
+    let scanned = scan_hiding(port, dlq, hide_secs).await?;
     let mut result = Moved::default();
     let mut untouched = Vec::new();
     let mut failure = None;

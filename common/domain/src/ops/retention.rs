@@ -17,10 +17,11 @@ pub struct Report {
     pub complete: bool,
 }
 
-/// The three kinds of work, in order.
+/// The three kinds of work, in order: rows first, so no payload is dropped from a row about to
+/// be deleted.
 const STEPS: [&str; 3] = [
-    "SELECT retention_drop_payloads($1)",
     "SELECT retention_delete_events($1)",
+    "SELECT retention_drop_payloads($1)",
     "SELECT retention_delete_attempts($1)",
 ];
 
@@ -47,8 +48,8 @@ pub async fn run(
             .await
             .map_err(|failure| (report, failure))?;
             match step {
-                0 => report.payloads_dropped += done,
-                1 => report.events_deleted += done,
+                0 => report.events_deleted += done,
+                1 => report.payloads_dropped += done,
                 _ => report.attempts_deleted += done,
             }
             if done < u64::try_from(batch.max(1)).unwrap_or(1) {

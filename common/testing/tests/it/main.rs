@@ -7,6 +7,7 @@ mod intake;
 mod intake_aws;
 mod ledger;
 mod migrations;
+mod operations;
 mod process_events;
 mod projection_fixtures;
 mod reminders_ab;
