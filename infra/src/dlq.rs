@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
 use inlet_adapters::aws::{queue_url, SqsDeadLetters};
-use inlet_core::clock::now_ms;
+use inlet_core::clock::{age, now_ms};
 use inlet_domain::ops::dead_letters::{self, Filter};
 use inlet_domain::ports::DeadMessage;
 use inlet_webhooks::envelope::Envelope;
@@ -115,16 +115,6 @@ fn queues(stack: &Stack, only: Option<&str>) -> anyhow::Result<Vec<(String, Stri
     }
 }
 
-fn age(ms: i64) -> String {
-    let secs = ms.max(0) / 1000;
-    match secs {
-        0..=119 => format!("{secs}s"),
-        120..=7199 => format!("{}m", secs / 60),
-        7200..=172_799 => format!("{}h", secs / 3600),
-        _ => format!("{}d", secs / 86_400),
-    }
-}
-
 /// What a dead letter says about the event it holds (never the body itself).
 fn describe_body(message: &DeadMessage) -> String {
     if let Ok(envelope) = Envelope::from_json(message.body.as_bytes()) {
@@ -153,6 +143,23 @@ fn describe_body(message: &DeadMessage) -> String {
     }
 }
 
+/// The filter in words, for "nothing matches".
+fn describe_filter(filter: &Filter) -> String {
+    let parts: Vec<String> = [
+        ("code", &filter.code),
+        ("provider", &filter.provider),
+        ("company", &filter.company),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| value.as_ref().map(|v| format!("--{name} {v}")))
+    .collect();
+    if parts.is_empty() {
+        "(any)".to_owned()
+    } else {
+        parts.join(" ")
+    }
+}
+
 pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
     let config = inlet_adapters::aws::sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&config);
@@ -165,12 +172,13 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
     };
     match args.command {
         DlqCommand::List { queue } => {
+            let queues = queues(stack, queue.as_deref())?;
             let now = now_ms();
             println!(
                 "{:<14} {:<10} {:<22} {:<9} {:<24} {:>6} {:>7} {:>9}",
                 "queue", "class", "code", "provider", "company", "count", "oldest", "receives"
             );
-            for (dlq, _) in queues(stack, queue.as_deref())? {
+            for (dlq, _) in queues {
                 let dlq_url = url(&dlq).await?;
                 let scanned = dead_letters::scan(&port, &dlq_url).await?;
                 dead_letters::release(&port, &dlq_url, &scanned).await?;
@@ -231,6 +239,7 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
                 provider,
                 company,
             };
+            let described = describe_filter(&filter);
             let mut total = 0;
             for (dlq, source) in queues(stack, queue.as_deref())? {
                 let dlq_url = url(&dlq).await?;
@@ -266,6 +275,9 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
                 }
                 total += moved.moved.len();
             }
+            if total == 0 {
+                bail!("no dead letter matches {described}; nothing moved");
+            }
             if dry_run {
                 println!("dry run: {total} dead letter(s) would move; nothing moved");
             } else {
@@ -293,6 +305,12 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
                     );
                 }
                 total += purged.len();
+            }
+            if total == 0 {
+                bail!(
+                    "no dead letter is older than {}; nothing deleted",
+                    humantime::format_duration(older_than)
+                );
             }
             if dry_run {
                 println!("dry run: {total} dead letter(s) would be deleted; nothing deleted");

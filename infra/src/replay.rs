@@ -79,7 +79,9 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
         ]
         .contains(&status.as_str())
         {
-            bail!("--status {status:?}: one of completed, ignored, skipped_stale");
+            bail!(
+                "--status {status:?}: one of completed, ignored, skipped_stale, received, failed"
+            );
         }
     }
     if !(1..=100_000).contains(&args.limit) {

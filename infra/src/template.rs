@@ -28,8 +28,12 @@ pub struct Resource {
 
 impl Template {
     pub fn load(path: &Path) -> anyhow::Result<Template> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read {} (run from the repository root, or give --template)",
+                path.display()
+            )
+        })?;
         Self::parse(&text)
             .with_context(|| format!("{} is not a template Inlet can read", path.display()))
     }

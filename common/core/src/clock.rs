@@ -25,6 +25,17 @@ pub fn rfc3339_ms(unix_ms: i64) -> Option<String> {
     String::from_utf8(text).ok()
 }
 
+/// An age in the largest unit that keeps it readable: `45s`, `12m`, `5h`, `3d`.
+pub fn age(ms: i64) -> String {
+    let secs = ms.max(0) / 1000;
+    match secs {
+        0..=119 => format!("{secs}s"),
+        120..=7199 => format!("{}m", secs / 60),
+        7200..=172_799 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86_400),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,6 +47,16 @@ mod tests {
             Some("2023-11-14T22:13:20.123Z")
         );
         assert_eq!(rfc3339_ms(0).as_deref(), Some("1970-01-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn ages_read_in_the_largest_readable_unit() {
+        assert_eq!(age(-5), "0s");
+        assert_eq!(age(45_000), "45s");
+        assert_eq!(age(119_999), "119s");
+        assert_eq!(age(120_000), "2m");
+        assert_eq!(age(7_200_000), "2h");
+        assert_eq!(age(3 * 86_400_000), "3d");
     }
 
     #[test]

@@ -29,12 +29,10 @@ pub enum DeadLetterCode {
     DeliveryUnconfigured,
     /// The record names something that does not exist for its tenant.
     NotFound,
-    /// A synthetic failure sent by `inlet alerts test` to prove the alert path.
-    Synthetic,
 }
 
 impl DeadLetterCode {
-    pub const ALL: [DeadLetterCode; 12] = [
+    pub const ALL: [DeadLetterCode; 11] = [
         DeadLetterCode::Undecodable,
         DeadLetterCode::UnknownVersion,
         DeadLetterCode::UnknownTenant,
@@ -46,7 +44,6 @@ impl DeadLetterCode {
         DeadLetterCode::DeliveryRejected,
         DeadLetterCode::DeliveryUnconfigured,
         DeadLetterCode::NotFound,
-        DeadLetterCode::Synthetic,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,7 +59,6 @@ impl DeadLetterCode {
             DeadLetterCode::DeliveryRejected => "delivery_rejected",
             DeadLetterCode::DeliveryUnconfigured => "delivery_unconfigured",
             DeadLetterCode::NotFound => "not_found",
-            DeadLetterCode::Synthetic => "synthetic",
         }
     }
 

@@ -16,11 +16,11 @@ use inlet_webhooks::intake::demo;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-fn repo(path: &str) -> PathBuf {
+pub(crate) fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
 }
 
-fn unique_prefix(tag: &str) -> String {
+pub(crate) fn unique_prefix(tag: &str) -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -28,15 +28,15 @@ fn unique_prefix(tag: &str) -> String {
     format!("{tag}{}x{nanos}_", std::process::id())
 }
 
-struct Stack {
+pub(crate) struct Stack {
     child: tokio::process::Child,
-    url: String,
-    prefix: String,
+    pub(crate) url: String,
+    pub(crate) prefix: String,
     lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl Stack {
-    async fn start(template: &Path, prefix: &str, env: &[(&str, String)]) -> Stack {
+    pub(crate) async fn start(template: &Path, prefix: &str, env: &[(&str, String)]) -> Stack {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_inlet"));
         command
             .args([
@@ -90,7 +90,7 @@ impl Stack {
     }
 
     /// The first output line matching `found`, waiting up to `limit`.
-    async fn wait_for(&self, limit: Duration, found: impl Fn(&str) -> bool) -> String {
+    pub(crate) async fn wait_for(&self, limit: Duration, found: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();
         loop {
             if let Some(line) = self.lines.lock().unwrap().iter().find(|l| found(l)) {
@@ -105,7 +105,7 @@ impl Stack {
         }
     }
 
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         self.lines.lock().unwrap().join("\n")
     }
 
@@ -141,7 +141,7 @@ impl Stack {
     }
 }
 
-async fn until<T>(limit: Duration, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
+pub(crate) async fn until<T>(limit: Duration, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
         if let Some(value) = probe().await {
@@ -155,11 +155,11 @@ async fn until<T>(limit: Duration, mut probe: impl AsyncFnMut() -> Option<T>) ->
     }
 }
 
-async fn count(db: &TestDb, sql: &str) -> i64 {
+pub(crate) async fn count(db: &TestDb, sql: &str) -> i64 {
     db.admin().await.query_one(sql, &[]).await.unwrap().get(0)
 }
 
-fn sample_body(name: &str) -> Vec<u8> {
+pub(crate) fn sample_body(name: &str) -> Vec<u8> {
     let event: Value = serde_json::from_str(
         &std::fs::read_to_string(repo(&format!("events/{name}.json"))).unwrap(),
     )

@@ -3,3 +3,4 @@
 mod cli;
 mod functions;
 mod local;
+mod operations;

@@ -58,7 +58,6 @@ impl DeadMessage {
     /// A test alert's message (`inlet alerts test`).
     pub fn is_synthetic(&self) -> bool {
         self.attribute("inlet_synthetic").is_some()
-            || self.code() == DeadLetterCode::Synthetic.as_str()
     }
 
     /// The ARN of the queue it came from, when the consumer recorded it.

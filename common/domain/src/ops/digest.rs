@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use inlet_core::clock::age;
 use inlet_core::{Failure, StoreError};
 use inlet_postgres::Connection;
 use serde_json::json;
@@ -63,11 +64,11 @@ pub fn render(digests: &[QueueDigest]) -> (String, String) {
     let mut text = String::new();
     for digest in digests {
         text.push_str(&format!(
-            "{}: {} message(s), {} new, oldest {} min{}\n",
+            "{}: {} message(s), {} new, oldest {}{}\n",
             digest.queue,
             digest.total,
             digest.new,
-            digest.oldest_age_ms / 60_000,
+            age(digest.oldest_age_ms),
             if digest.synthetic > 0 {
                 format!(", {} synthetic (inlet alerts test)", digest.synthetic)
             } else {
@@ -208,7 +209,7 @@ mod tests {
         let (subject, text) = render(&[digest]);
         assert_eq!(subject, "Inlet DLQ digest: 2 new dead letter(s)");
         assert!(
-            text.contains("EventsDLQ: 3 message(s), 2 new, oldest 1 min"),
+            text.contains("EventsDLQ: 3 message(s), 2 new, oldest 60s"),
             "{text}"
         );
         assert!(text.contains("undecodable"), "{text}");
@@ -216,7 +217,13 @@ mod tests {
 
     #[test]
     fn a_synthetic_dead_letter_marks_the_digest() {
-        let synthetic = dead(Some("synthetic"), 5_000, "{}");
+        let mut synthetic = dead(Some("undecodable"), 5_000, "not an envelope");
+        synthetic
+            .attributes
+            .insert("inlet_synthetic".to_owned(), "alerttest-1".to_owned());
+        let real = dead(Some("undecodable"), 5_000, "not an envelope");
+        let (subject, _) = render(&[summarize("EventsDLQ", &[&real], 0, 6_000)]);
+        assert!(!subject.contains("synthetic"), "{subject}");
         let (subject, text) = render(&[summarize("EventsDLQ", &[&synthetic], 0, 6_000)]);
         assert!(subject.starts_with("[synthetic] "), "{subject}");
         assert!(text.contains("1 synthetic"), "{text}");
