@@ -793,3 +793,77 @@ async fn a_cron_whose_database_is_down_fails_as_transient_and_changes_nothing() 
     );
     assert!(alerts.0.lock().unwrap().is_empty());
 }
+
+/// An alert channel that is down.
+struct Down;
+
+impl Alerts for Down {
+    fn publish<'a>(
+        &'a self,
+        _: Severity,
+        _: &'a str,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async { Err(StoreError("the topic is unreachable".into())) })
+    }
+}
+
+#[tokio::test]
+async fn a_digest_whose_queue_or_topic_is_down_fails_as_transient_and_reports_it_next_run() {
+    let fx = AwsFixture::create().await;
+    let db = TestDb::create().await;
+    dead_letter(&fx, &fx.events_dlq_url, "{}", Some("unknown_tenant")).await;
+    let queues = [digest::DigestQueue {
+        name: "EventsDLQ".into(),
+        url: fx.events_dlq_url.clone(),
+        reminders: false,
+    }];
+    let mut ops = Connection::from(db.ops().await);
+    let digest_state = "SELECT count(*) FROM ops_state WHERE key = 'dlq_digest'";
+
+    // SQS unreachable: transient, nothing published, nothing remembered.
+    let unreachable = aws_sdk_sqs::Client::from_conf(
+        fx.sqs
+            .config()
+            .to_builder()
+            .endpoint_url("http://127.0.0.1:9")
+            .build(),
+    );
+    let alerts = Recorded::default();
+    let failed = digest::run(
+        &mut ops,
+        &SqsDeadLetters::new(unreachable),
+        &alerts,
+        &queues,
+        now_ms(),
+    )
+    .await;
+    assert!(
+        matches!(failed, Err(inlet_core::Failure::Transient(_))),
+        "{failed:?}"
+    );
+    assert!(alerts.0.lock().unwrap().is_empty());
+    assert_eq!(count(&db, digest_state).await, 0);
+
+    // The topic down: transient, and the digest is not marked sent.
+    let port = SqsDeadLetters::new(fx.sqs.clone());
+    let failed = digest::run(&mut ops, &port, &Down, &queues, now_ms()).await;
+    assert!(
+        matches!(failed, Err(inlet_core::Failure::Transient(_))),
+        "{failed:?}"
+    );
+    assert_eq!(count(&db, digest_state).await, 0);
+
+    // The next run, with both back, reports the dead letter as new: nothing was lost.
+    let run = digest::run(&mut ops, &port, &alerts, &queues, now_ms())
+        .await
+        .unwrap();
+    assert!(run.published);
+    let published = alerts.0.lock().unwrap();
+    assert_eq!(published.len(), 1);
+    assert!(
+        published[0].2.contains("EventsDLQ: 1 message(s), 1 new"),
+        "{}",
+        published[0].2
+    );
+}
