@@ -32,6 +32,8 @@ pub(crate) struct Stack {
     child: tokio::process::Child,
     pub(crate) url: String,
     pub(crate) prefix: String,
+    /// The owner's URL of the database the stack runs against, for the CLI.
+    admin_url: Option<String>,
     lines: Arc<Mutex<Vec<String>>>,
 }
 
@@ -74,6 +76,7 @@ impl Stack {
             child,
             url: String::new(),
             prefix: prefix.to_owned(),
+            admin_url: None,
             lines,
         };
         let ready = stack
@@ -87,6 +90,39 @@ impl Stack {
             .unwrap()
             .to_owned();
         stack
+    }
+
+    /// template.yaml's stack, with names of its own, against a test database's roles.
+    pub(crate) async fn for_db(db: &TestDb, tag: &str) -> Stack {
+        let mut stack = Stack::start(
+            &repo("template.yaml"),
+            &unique_prefix(tag),
+            &[
+                ("DATABASE_URL", db.app_url.clone()),
+                ("SCHEDULER_DATABASE_URL", db.scheduler_url.clone()),
+                ("OPS_DATABASE_URL", db.ops_url.clone()),
+            ],
+        )
+        .await;
+        stack.admin_url = Some(db.admin_url.clone());
+        stack
+    }
+
+    pub(crate) fn sources_table(&self) -> String {
+        format!("{}SourcesTable", self.prefix)
+    }
+
+    /// One demo source per provider, straight into the stack's table (no company check).
+    pub(crate) async fn put_demo_sources(&self) {
+        let config = inlet_adapters::aws::sdk_config().await;
+        let sources = DynamoSources::new(
+            aws_sdk_dynamodb::Client::new(&config),
+            self.sources_table(),
+            KeyRing::from_env().unwrap(),
+        );
+        for source in demo::demo_sources() {
+            sources.put(&source).await.unwrap();
+        }
     }
 
     /// The first output line matching `found`, waiting up to `limit`.
@@ -123,13 +159,23 @@ impl Stack {
         )
     }
 
-    /// Runs the CLI against this stack; returns (success, stdout + stderr).
-    async fn cli(&self, args: &[&str]) -> (bool, String) {
-        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_inlet"))
+    /// Runs the CLI as an operator would against this stack (its sources table, gateway,
+    /// database, and for the operator commands its resource prefix), from the repository root;
+    /// returns (success, stdout + stderr).
+    pub(crate) async fn cli(&self, args: &[&str]) -> (bool, String) {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_inlet"));
+        command
             .args(args)
-            .output()
-            .await
-            .unwrap();
+            .current_dir(repo(""))
+            .env("SOURCES_TABLE", self.sources_table())
+            .env("INLET_API_URL", &self.url);
+        if ["dlq", "replay", "alerts"].contains(&args[0]) {
+            command.args(["--resource-prefix", &self.prefix]);
+        }
+        if let Some(admin_url) = &self.admin_url {
+            command.env("DATABASE_ADMIN_URL", admin_url);
+        }
+        let output = command.output().await.unwrap();
         (
             output.status.success(),
             format!(
@@ -170,27 +216,10 @@ pub(crate) fn sample_body(name: &str) -> Vec<u8> {
 #[tokio::test]
 async fn signed_webhooks_flow_through_gateway_queue_and_consumer_into_postgres() {
     let db = crate::functions::demo_company_db().await;
-    let prefix = unique_prefix("e2e");
-    let stack = Stack::start(
-        &repo("template.yaml"),
-        &prefix,
-        &[
-            ("DATABASE_URL", db.app_url.clone()),
-            ("SCHEDULER_DATABASE_URL", db.scheduler_url.clone()),
-            ("OPS_DATABASE_URL", db.ops_url.clone()),
-        ],
-    )
-    .await;
-    let sources_table = format!("{prefix}SourcesTable");
+    let stack = Stack::for_db(&db, "e2e").await;
+    stack.put_demo_sources().await;
+    let sources_table = stack.sources_table();
     let config = inlet_adapters::aws::sdk_config().await;
-    let sources = DynamoSources::new(
-        aws_sdk_dynamodb::Client::new(&config),
-        &sources_table,
-        KeyRing::from_env().unwrap(),
-    );
-    for source in demo::demo_sources() {
-        sources.put(&source).await.unwrap();
-    }
     let payloads = tempfile::tempdir().unwrap();
 
     // Stripe, Clerk and Whop events, signed by `inlet send` as their providers sign them.
@@ -503,36 +532,8 @@ async fn timeouts_crashes_and_schedules_behave_as_lambda_and_shutdown_is_clean()
 async fn a_new_user_onboards_a_company_adds_its_source_and_sees_a_signed_event_stored() {
     // A fresh database with nothing seeded: the user's own company, through the CLI.
     let db = TestDb::create().await;
-    let prefix = unique_prefix("onb");
-    let stack = Stack::start(
-        &repo("template.yaml"),
-        &prefix,
-        &[
-            ("DATABASE_URL", db.app_url.clone()),
-            ("SCHEDULER_DATABASE_URL", db.scheduler_url.clone()),
-            ("OPS_DATABASE_URL", db.ops_url.clone()),
-        ],
-    )
-    .await;
-    let sources_table = format!("{prefix}SourcesTable");
-    let cli = async |args: &[&str]| {
-        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_inlet"))
-            .args(args)
-            .env("DATABASE_ADMIN_URL", &db.admin_url)
-            .env("SOURCES_TABLE", &sources_table)
-            .env("INLET_API_URL", &stack.url)
-            .output()
-            .await
-            .unwrap();
-        (
-            output.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ),
-        )
-    };
+    let stack = Stack::for_db(&db, "onb").await;
+    let cli = async |args: &[&str]| stack.cli(args).await;
 
     // A source for a company that does not exist yet is refused, naming the fix.
     let (ok, output) = cli(&[

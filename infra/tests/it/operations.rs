@@ -3,39 +3,11 @@
 
 use std::time::Duration;
 
-use inlet_adapters::aws::DynamoSources;
-use inlet_core::crypto::KeyRing;
 use inlet_testing::TestDb;
 use inlet_webhooks::intake::demo;
 use inlet_webhooks::providers::Provider;
 
-use crate::local::{count, repo, sample_body, unique_prefix, until, Stack};
-
-/// Runs `inlet` (the operator commands with the stack's prefix) and the test database; (success, stdout + stderr).
-async fn inlet(stack: &Stack, db: &TestDb, args: &[&str]) -> (bool, String) {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_inlet"))
-        .args(args)
-        .args(
-            ["dlq", "replay", "alerts"]
-                .contains(&args[0])
-                .then_some(["--resource-prefix", &stack.prefix])
-                .into_iter()
-                .flatten(),
-        )
-        .env("DATABASE_ADMIN_URL", &db.admin_url)
-        .current_dir(repo(""))
-        .output()
-        .await
-        .unwrap();
-    (
-        output.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    )
-}
+use crate::local::{count, sample_body, until, Stack};
 
 /// The dead letters `inlet dlq list` reports for EventsDLQ: (code, provider, count).
 fn listed(output: &str) -> Vec<(String, String, i64)> {
@@ -53,36 +25,16 @@ fn listed(output: &str) -> Vec<(String, String, i64)> {
 async fn an_operator_sorts_redrives_purges_and_replays_with_clear_refusals() {
     // A database without the demo company: its sources' events dead-letter as unknown_tenant.
     let db = TestDb::create().await;
-    let prefix = unique_prefix("ops");
-    let stack = Stack::start(
-        &repo("template.yaml"),
-        &prefix,
-        &[
-            ("DATABASE_URL", db.app_url.clone()),
-            ("SCHEDULER_DATABASE_URL", db.scheduler_url.clone()),
-            ("OPS_DATABASE_URL", db.ops_url.clone()),
-        ],
-    )
-    .await;
-    let sources_table = format!("{prefix}SourcesTable");
-    let config = inlet_adapters::aws::sdk_config().await;
-    let sources = DynamoSources::new(
-        aws_sdk_dynamodb::Client::new(&config),
-        &sources_table,
-        KeyRing::from_env().unwrap(),
-    );
-    for source in demo::demo_sources() {
-        sources.put(&source).await.unwrap();
-    }
+    let stack = Stack::for_db(&db, "ops").await;
+    stack.put_demo_sources().await;
+    let sources_table = stack.sources_table();
     let payloads = tempfile::tempdir().unwrap();
     for (provider, sample) in [("stripe", "webhook-stripe"), ("whop", "webhook-whop")] {
         let file = payloads.path().join(format!("{provider}.json"));
         std::fs::write(&file, sample_body(sample)).unwrap();
         let source = demo::demo_source_id(Provider::parse(provider).unwrap());
-        let (ok, output) = inlet(
-            &stack,
-            &db,
-            &[
+        let (ok, output) = stack
+            .cli(&[
                 "send",
                 provider,
                 "--source",
@@ -93,15 +45,14 @@ async fn an_operator_sorts_redrives_purges_and_replays_with_clear_refusals() {
                 &stack.url,
                 "--table",
                 &sources_table,
-            ],
-        )
-        .await;
+            ])
+            .await;
         assert!(ok && output.starts_with("202 "), "{provider}: {output}");
     }
 
     // `list` groups them by cause.
     let listing = until(Duration::from_secs(30), async || {
-        let (ok, output) = inlet(&stack, &db, &["dlq", "list"]).await;
+        let (ok, output) = stack.cli(&["dlq", "list"]).await;
         assert!(ok, "{output}");
         (listed(&output).len() == 2).then_some(output)
     })
@@ -150,18 +101,15 @@ async fn an_operator_sorts_redrives_purges_and_replays_with_clear_refusals() {
             "already redriven or purged",
         ),
     ] {
-        let (ok, output) = inlet(&stack, &db, &args).await;
+        let (ok, output) = stack.cli(&args).await;
         assert!(!ok, "{args:?} succeeded: {output}");
         assert!(output.contains(says), "{args:?}: {output}");
     }
 
     // The dry run says what would move and moves nothing.
-    let (ok, output) = inlet(
-        &stack,
-        &db,
-        &["dlq", "redrive", "--provider", "stripe", "--dry-run"],
-    )
-    .await;
+    let (ok, output) = stack
+        .cli(&["dlq", "redrive", "--provider", "stripe", "--dry-run"])
+        .await;
     assert!(ok, "{output}");
     assert!(
         output.contains("dry run: 1 dead letter(s) would move; nothing moved"),
@@ -173,11 +121,11 @@ async fn an_operator_sorts_redrives_purges_and_replays_with_clear_refusals() {
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap()
         .to_owned();
-    let (_, after_dry_run) = inlet(&stack, &db, &["dlq", "list"]).await;
+    let (_, after_dry_run) = stack.cli(&["dlq", "list"]).await;
     assert_eq!(listed(&after_dry_run).len(), 2, "{after_dry_run}");
 
     // `show` tells the cause and what the event is, not its body unless asked.
-    let (ok, shown) = inlet(&stack, &db, &["dlq", "show", &stripe_message]).await;
+    let (ok, shown) = stack.cli(&["dlq", "show", &stripe_message]).await;
     assert!(ok, "{shown}");
     assert!(
         shown.contains("code           unknown_tenant (permanent)")
@@ -185,18 +133,15 @@ async fn an_operator_sorts_redrives_purges_and_replays_with_clear_refusals() {
         "{shown}"
     );
     assert!(!shown.contains("body "), "{shown}");
-    let (ok, with_body) = inlet(&stack, &db, &["dlq", "show", &stripe_message, "--body"]).await;
+    let (ok, with_body) = stack.cli(&["dlq", "show", &stripe_message, "--body"]).await;
     assert!(ok && with_body.contains("body "), "{with_body}");
 
     // The cause fixed, the redrive processes the event once and empties its share of the DLQ.
-    let (ok, output) = inlet(
-        &stack,
-        &db,
-        &["companies", "add", demo::DEMO_COMPANY, "--name", "Demo"],
-    )
-    .await;
+    let (ok, output) = stack
+        .cli(&["companies", "add", demo::DEMO_COMPANY, "--name", "Demo"])
+        .await;
     assert!(ok, "{output}");
-    let (ok, output) = inlet(&stack, &db, &["dlq", "redrive", "--provider", "stripe"]).await;
+    let (ok, output) = stack.cli(&["dlq", "redrive", "--provider", "stripe"]).await;
     assert!(ok && output.contains("1 dead letter(s) moved"), "{output}");
     let db_ref = &db;
     until(Duration::from_secs(30), async || {
@@ -214,29 +159,26 @@ async fn an_operator_sorts_redrives_purges_and_replays_with_clear_refusals() {
         1,
         "one recovery case"
     );
-    let (ok, output) = inlet(&stack, &db, &["dlq", "show", &stripe_message]).await;
+    let (ok, output) = stack.cli(&["dlq", "show", &stripe_message]).await;
     assert!(
         !ok && output.contains("already redriven or purged"),
         "{output}"
     );
 
     // Purge: the dry run deletes nothing, then the whop dead letter is gone for good.
-    let (ok, output) = inlet(
-        &stack,
-        &db,
-        &["dlq", "purge", "--older-than", "0s", "--dry-run"],
-    )
-    .await;
+    let (ok, output) = stack
+        .cli(&["dlq", "purge", "--older-than", "0s", "--dry-run"])
+        .await;
     assert!(
         ok && output.contains("dry run: 1 dead letter(s) would be deleted"),
         "{output}"
     );
-    let (ok, output) = inlet(&stack, &db, &["dlq", "purge", "--older-than", "0s"]).await;
+    let (ok, output) = stack.cli(&["dlq", "purge", "--older-than", "0s"]).await;
     assert!(
         ok && output.contains("1 dead letter(s) deleted"),
         "{output}"
     );
-    let (ok, output) = inlet(&stack, &db, &["dlq", "list"]).await;
+    let (ok, output) = stack.cli(&["dlq", "list"]).await;
     assert!(
         ok && listed(&output).is_empty() && output.contains("EventsDLQ      (empty)"),
         "{output}"
@@ -253,13 +195,15 @@ async fn an_operator_sorts_redrives_purges_and_replays_with_clear_refusals() {
         .await
         .unwrap()
         .get(0);
-    let (ok, output) = inlet(&stack, &db, &["replay", "--event", &event_id, "--dry-run"]).await;
+    let (ok, output) = stack
+        .cli(&["replay", "--event", &event_id, "--dry-run"])
+        .await;
     assert!(
         ok && output.contains("dry run: 1 event(s) would be replayed; nothing sent")
             && output.contains(&event_id),
         "{output}"
     );
-    let (ok, output) = inlet(&stack, &db, &["replay", "--event", &event_id]).await;
+    let (ok, output) = stack.cli(&["replay", "--event", &event_id]).await;
     assert!(ok && output.contains("1 event(s) replayed"), "{output}");
     until(Duration::from_secs(30), async || {
         (count(
@@ -299,7 +243,7 @@ async fn an_operator_sorts_redrives_purges_and_replays_with_clear_refusals() {
             "have no payload any more (retention dropped it)",
         ),
     ] {
-        let (ok, output) = inlet(&stack, &db, &args).await;
+        let (ok, output) = stack.cli(&args).await;
         assert!(!ok, "{args:?} succeeded: {output}");
         assert!(output.contains(says), "{args:?}: {output}");
     }
@@ -314,19 +258,16 @@ async fn an_operator_sorts_redrives_purges_and_replays_with_clear_refusals() {
     );
 
     // The alert path, end to end: poison → DLQ → digest → warning topic.
-    let (ok, output) = inlet(
-        &stack,
-        &db,
-        &[
+    let (ok, output) = stack
+        .cli(&[
             "alerts",
             "test",
             "--trigger-url",
             &stack.url,
             "--timeout-secs",
             "60",
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert!(ok, "{output}\n--- stack ---\n{}", stack.output());
     assert!(
         output.contains("dead-lettered after")
@@ -334,7 +275,7 @@ async fn an_operator_sorts_redrives_purges_and_replays_with_clear_refusals() {
             && output.contains("alert path: ok"),
         "{output}"
     );
-    let (_, output) = inlet(&stack, &db, &["dlq", "list"]).await;
+    let (_, output) = stack.cli(&["dlq", "list"]).await;
     assert!(
         listed(&output).is_empty(),
         "the test's dead letter is removed: {output}"
