@@ -43,18 +43,25 @@ struct Pending {
     payload: Bytes,
     deadline_ms: u64,
     trace_id: String,
-    reply: oneshot::Sender<Outcome>,
+    reply: oneshot::Sender<Answer>,
 }
+
+/// An outcome, and how many times the runtime had asked for work when it answered: the end of
+/// the invocation (as Lambda bills it) is its next `/invocation/next` after that.
+type Answer = (Outcome, u64);
 
 struct Shared {
     function_arn: String,
     pending: Mutex<VecDeque<Pending>>,
     arrived: Notify,
-    in_flight: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
+    in_flight: Mutex<HashMap<String, oneshot::Sender<Answer>>>,
     init_error: Mutex<Option<(String, Bytes)>>,
     counter: AtomicU64,
     /// When the runtime first asked for work: the end of its init phase.
     first_poll: Mutex<Option<Instant>>,
+    /// How many times the runtime has called `/invocation/next`, and a signal at each call.
+    polls: AtomicU64,
+    polled: Notify,
 }
 
 /// One function's Runtime API endpoint.
@@ -89,6 +96,8 @@ impl RuntimeApi {
             init_error: Mutex::default(),
             counter: AtomicU64::new(0),
             first_poll: Mutex::default(),
+            polls: AtomicU64::new(0),
+            polled: Notify::new(),
         });
         let server_shared = shared.clone();
         let server = tokio::spawn(async move {
@@ -96,6 +105,8 @@ impl RuntimeApi {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                // No Nagle delay on the runtime's long polls and posts (see serve_gateway).
+                let _ = stream.set_nodelay(true);
                 let shared = server_shared.clone();
                 tokio::spawn(async move {
                     let service =
@@ -123,6 +134,22 @@ impl RuntimeApi {
         *lock(&self.shared.first_poll)
     }
 
+    /// Waits until the runtime asks for work again after its answer (`polls` is the count the
+    /// answer carried): after posting a response a function may still work (Lambda bills and
+    /// times that too) until it calls `/invocation/next`. False if `limit` passed first.
+    pub async fn next_poll_after(&self, polls: u64, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let polled = self.shared.polled.notified();
+            if self.shared.polls.load(Ordering::SeqCst) > polls {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, polled).await.is_err() {
+                return self.shared.polls.load(Ordering::SeqCst) > polls;
+            }
+        }
+    }
+
     /// The error the function reported at `/init/error`, if any: (type, body).
     pub fn init_error(&self) -> Option<(String, Bytes)> {
         lock(&self.shared.init_error).clone()
@@ -141,17 +168,18 @@ impl RuntimeApi {
         timeout: Duration,
     ) -> Result<(String, Outcome), InvokeError> {
         let request_id = self.new_request_id();
-        let outcome = self.invoke_as(request_id.clone(), payload, timeout).await?;
+        let (outcome, _) = self.invoke_as(request_id.clone(), payload, timeout).await?;
         Ok((request_id, outcome))
     }
 
-    /// As [`RuntimeApi::invoke`], with the caller's request id.
+    /// As [`RuntimeApi::invoke`], with the caller's request id; also the runtime's poll count
+    /// when it answered (for [`RuntimeApi::next_poll_after`]).
     pub async fn invoke_as(
         &self,
         request_id: String,
         payload: Bytes,
         timeout: Duration,
-    ) -> Result<Outcome, InvokeError> {
+    ) -> Result<(Outcome, u64), InvokeError> {
         let n = self.shared.counter.load(Ordering::Relaxed);
         let trace_id = format!(
             "Root=1-{:08x}-{:024x};Parent={:016x};Sampled=0",
@@ -236,7 +264,7 @@ async fn route(
             } else {
                 Outcome::Error { error_type, body }
             };
-            let _ = sender.send(outcome);
+            let _ = sender.send((outcome, shared.polls.load(Ordering::SeqCst)));
             Ok(reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#))
         }
         _ => Ok(reply(StatusCode::NOT_FOUND, "unknown path")),
@@ -255,6 +283,8 @@ async fn read_body(request: Request<Incoming>) -> Bytes {
 /// Long-polls until an invocation is queued, then hands it to the runtime with Lambda's headers.
 async fn next(shared: &Shared) -> Response<Full<Bytes>> {
     lock(&shared.first_poll).get_or_insert_with(Instant::now);
+    shared.polls.fetch_add(1, Ordering::SeqCst);
+    shared.polled.notify_waiters();
     loop {
         let notified = shared.arrived.notified();
         let pending = lock(&shared.pending).pop_front();

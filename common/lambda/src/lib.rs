@@ -5,6 +5,7 @@
 //! **Architecture invariant:** the only crate that depends on `lambda_runtime` / `lambda_http`;
 //! it decides nothing the layers below can decide.
 
+pub mod after_response;
 pub mod batch;
 pub mod http;
 pub mod metrics;

@@ -1,6 +1,7 @@
 //! The webhook functions' Lambda wiring: configuration from the environment (validated at cold
 //! start), clients built once, then `lambda_http::run`. `functions/webhook-*` call [`run`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use lambda_http::{service_fn, Body, Request, RequestExt, Response};
@@ -12,10 +13,11 @@ use inlet_core::clock::now_ms;
 use inlet_core::config::{self, Deployment, Env, ProcessEnv, SettingsError};
 use inlet_core::crypto::KeyRing;
 use inlet_webhooks::intake::{
-    CachedSources, DedupeStore, EventQueue, Intake, IntakeConfig, IntakeRequest, IntakeResponse,
-    RateLimiter, SourceStore, DEFAULT_BODY_LIMIT,
+    CachedSources, Completion, DedupeStore, EventQueue, Intake, IntakeConfig, IntakeRequest,
+    IntakeResponse, RateLimiter, SourceStore, DEFAULT_BODY_LIMIT,
 };
 
+use crate::after_response::AfterResponse;
 use crate::http::to_http;
 use crate::telemetry::{self, LogFormat};
 
@@ -112,25 +114,39 @@ pub async fn run(provider: Provider) -> Result<(), Error> {
     let settings = IntakeSettings::from_env(provider, &ProcessEnv).inspect_err(|error| {
         tracing::error!(%error, "invalid configuration; the function cannot start");
     })?;
-    let intake = build(settings).await;
-    let intake = &intake;
-    let function = format!("webhook-{provider}");
-    let function = function.as_str();
-    lambda_http::run(service_fn(move |request: Request| async move {
-        let started = std::time::Instant::now();
-        let answer = respond(intake, request).await;
-        crate::metrics::emit_invocation(
-            &crate::metrics::Stdout,
-            function,
-            &crate::metrics::answered(started.elapsed(), answer.status),
-        );
-        crate::metrics::emit_requests(&crate::metrics::Stdout, function, answer.label);
-        Ok::<_, Error>(to_http(answer))
-    }))
-    .await
+    let intake = Arc::new(build(settings).await);
+    let after = AfterResponse::default();
+    let function: Arc<str> = format!("webhook-{provider}").into();
+    let handler = service_fn(|request: Request| {
+        let intake = intake.clone();
+        let after = after.clone();
+        let function = function.clone();
+        async move {
+            let function = &*function;
+            let started = std::time::Instant::now();
+            let (answer, completion) = accept(&intake, request).await;
+            // The provider has its answer without waiting for the dedupe record's completion.
+            if let Some(completion) = completion {
+                after.defer(async move { intake.complete(completion).await });
+            }
+            crate::metrics::emit_invocation(
+                &crate::metrics::Stdout,
+                function,
+                &crate::metrics::answered(started.elapsed(), answer.status),
+            );
+            crate::metrics::emit_requests(&crate::metrics::Stdout, function, answer.label);
+            Ok::<_, Error>(to_http(answer))
+        }
+    });
+    lambda_runtime::Runtime::new(lambda_http::Adapter::from(handler))
+        .layer(lambda_runtime::layers::TracingLayer::new())
+        .layer(after.layer())
+        .run()
+        .await
 }
 
-/// One API Gateway (HTTP API, payload v2) request through the pipeline.
+/// One API Gateway (HTTP API, payload v2) request through the whole pipeline, completion
+/// included.
 pub async fn handle<S, R, D, Q>(intake: &Intake<S, R, D, Q>, request: Request) -> Response<Body>
 where
     S: SourceStore,
@@ -138,11 +154,19 @@ where
     D: DedupeStore,
     Q: EventQueue,
 {
-    to_http(respond(intake, request).await)
+    let (answer, completion) = accept(intake, request).await;
+    if let Some(completion) = completion {
+        intake.complete(completion).await;
+    }
+    to_http(answer)
 }
 
-/// The pipeline's answer to one request, before it becomes an HTTP response.
-pub async fn respond<S, R, D, Q>(intake: &Intake<S, R, D, Q>, request: Request) -> IntakeResponse
+/// The pipeline's answer to one request, before it becomes an HTTP response, and what is left
+/// to do after answering ([`Intake::accept`]).
+pub async fn accept<S, R, D, Q>(
+    intake: &Intake<S, R, D, Q>,
+    request: Request,
+) -> (IntakeResponse, Option<Completion>)
 where
     S: SourceStore,
     R: RateLimiter,
@@ -160,16 +184,15 @@ where
         .get("x-amzn-trace-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let response = intake
-        .handle(&IntakeRequest {
+    intake
+        .accept(&IntakeRequest {
             source_id: &source_id,
             headers: request.headers(),
             body: request.body().as_ref(),
             received_at_ms: now_ms,
             trace_id: trace_id.as_deref(),
         })
-        .await;
-    response
+        .await
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Child;
+use tokio::sync::oneshot;
 
 use super::output::Output;
 use super::spec::FunctionSpec;
@@ -197,8 +198,20 @@ impl LocalFunction {
 
     /// Runs one invocation to its end and prints its REPORT line.
     pub async fn invoke(&self, payload: Bytes) -> Invocation {
+        self.invoke_answering(payload, None).await
+    }
+
+    /// As [`LocalFunction::invoke`], and sends the function's answer to `answered` as soon as
+    /// it posts it: a caller (the gateway) answers its client then, as API Gateway does, while
+    /// the invocation lasts until the runtime asks for the next one (its post-response work
+    /// counts in Duration and against the timeout, as on Lambda).
+    pub async fn invoke_answering(
+        &self,
+        payload: Bytes,
+        answered: Option<oneshot::Sender<Result<Bytes, Failure>>>,
+    ) -> Invocation {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        let invocation = self.invoke_inner(payload).await;
+        let invocation = self.invoke_inner(payload, answered).await;
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         let failure = invocation.result.as_ref().err();
         match failure {
@@ -224,7 +237,11 @@ impl LocalFunction {
         invocation
     }
 
-    async fn invoke_inner(&self, payload: Bytes) -> Invocation {
+    async fn invoke_inner(
+        &self,
+        payload: Bytes,
+        answered: Option<oneshot::Sender<Result<Bytes, Failure>>>,
+    ) -> Invocation {
         let idle = lock(&self.idle).pop();
         let mut instance = match idle {
             Some(instance) => instance,
@@ -247,21 +264,24 @@ impl LocalFunction {
         let queued = Instant::now();
         let timeout = self.spec.timeout;
         let request_id = instance.api.new_request_id();
-        let (result, keep) = tokio::select! {
+        let (mut result, mut keep, polls) = tokio::select! {
             invoked = instance.api.invoke_as(request_id.clone(), payload, timeout) => match invoked {
-                Ok(Outcome::Response(body)) => (Ok(body), true),
-                Ok(Outcome::Error { error_type, body }) => (Err(Failure::Handler { error_type, body }), true),
-                Err(InvokeError::Timeout(secs)) => (Err(Failure::Timeout(secs)), false),
-                Err(InvokeError::Exited) => (Err(Failure::Exited { error_type: "Runtime.ExitError".into() }), false),
+                Ok((Outcome::Response(body), polls)) => (Ok(body), true, polls),
+                Ok((Outcome::Error { error_type, body }, polls)) => (Err(Failure::Handler { error_type, body }), true, polls),
+                Err(InvokeError::Timeout(secs)) => (Err(Failure::Timeout(secs)), false, 0),
+                Err(InvokeError::Exited) => (Err(Failure::Exited { error_type: "Runtime.ExitError".into() }), false, 0),
             },
             _ = instance.child.wait() => {
                 let error_type = instance
                     .api
                     .init_error()
                     .map_or_else(|| "Runtime.ExitError".to_owned(), |(t, _)| t);
-                (Err(Failure::Exited { error_type }), false)
+                (Err(Failure::Exited { error_type }), false, 0)
             }
         };
+        if let Some(answered) = answered {
+            let _ = answered.send(result.clone());
+        }
         let init_done = instance.api.first_poll();
         let init_duration = if instance.cold {
             init_done.map(|at| at.saturating_duration_since(instance.spawned))
@@ -270,6 +290,20 @@ impl LocalFunction {
         };
         // The invocation starts when the runtime is ready for it, not when it was queued.
         let started = init_done.map_or(queued, |at| at.max(queued));
+        if keep {
+            // It ends when the runtime asks for the next one: work after the answer counts.
+            let left = timeout.saturating_sub(started.elapsed());
+            let ended = tokio::select! {
+                polled = instance.api.next_poll_after(polls, left) => polled,
+                _ = instance.child.wait() => false,
+            };
+            if !ended {
+                keep = false;
+                if result.is_ok() {
+                    result = Err(Failure::Timeout(timeout.as_secs_f64()));
+                }
+            }
+        }
         let report = Report {
             request_id,
             duration: started.elapsed(),

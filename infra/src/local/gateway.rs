@@ -363,7 +363,7 @@ pub async fn handle(
     let Some((route, parameters)) = matched else {
         return Ok(to_response(message(404, "Not Found")));
     };
-    let local: &LocalFunction = &stack.functions[route.function];
+    let local: Arc<LocalFunction> = stack.functions[route.function].clone();
     let event = http_event(
         &HttpRequest {
             method: &method,
@@ -378,8 +378,17 @@ pub async fn handle(
         route,
         &parameters,
     );
-    let invocation = local.invoke(Bytes::from(event.to_string())).await;
-    let answer = match invocation.result {
+    // The client is answered when the function posts its response, as API Gateway does; the
+    // invocation goes on (post-response work) until the runtime asks for the next one.
+    let (answered, answer) = tokio::sync::oneshot::channel();
+    let payload = Bytes::from(event.to_string());
+    tokio::spawn(async move { local.invoke_answering(payload, Some(answered)).await });
+    let result = answer.await.unwrap_or_else(|_| {
+        Err(Failure::Spawn(
+            "the invocation ended without an answer".into(),
+        ))
+    });
+    let answer = match result {
         Ok(payload) => http_answer(&payload),
         Err(Failure::Timeout(_)) => message(503, "Service Unavailable"),
         Err(_) => message(502, "Internal Server Error"),

@@ -66,11 +66,16 @@ async fn receive(
     loop {
         let wanted = source.batch_size as usize - messages.len();
         let left = source.window.saturating_sub(started.elapsed());
-        // Long-poll while nothing has arrived; within a window, only for what remains of it.
+        // Long-poll while nothing has arrived. Within a batching window, SQS's whole seconds
+        // cannot express what is left, so short polls a tenth of a second apart fill the batch
+        // (back to back they would keep the emulator busy for everyone else).
         let wait = if messages.is_empty() {
             5
-        } else {
+        } else if left >= Duration::from_secs(1) {
             left.as_secs().min(5) as i32
+        } else {
+            tokio::time::sleep(left.min(Duration::from_millis(100))).await;
+            0
         };
         let received = sqs
             .receive_message()

@@ -413,6 +413,36 @@ async fn timeouts_crashes_and_schedules_behave_as_lambda_and_shutdown_is_clean()
         "{cold}"
     );
 
+    // Work after the answer: the client has its answer at once; the invocation (Duration, the
+    // environment's availability) lasts until the runtime asks for the next event.
+    let asked = Instant::now();
+    let after = stack.get("/fixture/after").await;
+    assert_eq!(
+        (after.status, &after.body[..]),
+        (200, &b"answered first"[..])
+    );
+    assert!(
+        asked.elapsed() < Duration::from_millis(400),
+        "answered before the post-response work: {:?}",
+        asked.elapsed()
+    );
+    stack
+        .wait_for(Duration::from_secs(5), |l| {
+            l == "[HttpFixtureFunction] post-response work done"
+        })
+        .await;
+    let report = stack
+        .wait_for(Duration::from_secs(5), |l| {
+            l.starts_with("[HttpFixtureFunction] REPORT")
+                && l.split("Duration: ")
+                    .nth(1)
+                    .and_then(|d| d.split(' ').next())
+                    .and_then(|ms| ms.parse::<f64>().ok())
+                    .is_some_and(|ms| ms >= 500.0)
+        })
+        .await;
+    assert!(report.contains("Billed Duration"), "{report}");
+
     let missing = stack.get("/nowhere").await;
     assert_eq!(missing.status, 404);
     assert_eq!(&missing.body[..], br#"{"message":"Not Found"}"#);

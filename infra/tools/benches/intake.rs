@@ -112,17 +112,8 @@ impl EventQueue for SerializingQueue {
     }
 }
 
-/// A Stripe invoice event of about `size` bytes (line items repeated to reach it).
 fn stripe_event(size: usize) -> Vec<u8> {
-    let head = r#"{"id":"evt_1PbenchAbCdEf","object":"event","api_version":"2024-06-20","created":1699999990,"type":"invoice.payment_failed","livemode":true,"pending_webhooks":1,"data":{"object":{"id":"in_1PbenchInvoice","object":"invoice","customer":"cus_Pbench","subscription":"sub_1Pbench","amount_due":4900,"currency":"usd","status":"open","lines":{"object":"list","data":["#;
-    let item = r#"{"id":"il_1PbenchLine","object":"line_item","amount":4900,"currency":"usd","description":"1 x Pro (at $49.00 / month)","period":{"end":1702592000,"start":1700000000},"price":{"id":"price_1Pbench","product":"prod_Pbench","unit_amount":4900}},"#;
-    let tail = r#"{"id":"il_last"}]}}}}"#;
-    let mut body = head.to_owned();
-    while body.len() + item.len() + tail.len() <= size {
-        body.push_str(item);
-    }
-    body.push_str(tail);
-    body.into_bytes()
+    inlet_tools::samples::stripe_event(size, "evt_1PbenchAbCdEf")
 }
 
 fn signed_headers(body: &[u8]) -> HeaderMap {

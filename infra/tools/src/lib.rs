@@ -4,3 +4,4 @@
 //! and not the `inlet` CLI depends on this.
 
 pub mod chaos;
+pub mod samples;

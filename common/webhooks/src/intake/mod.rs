@@ -70,8 +70,25 @@ where
     D: DedupeStore,
     Q: EventQueue,
 {
+    /// The whole pipeline, completion included: [`Intake::accept`] then [`Intake::complete`].
     pub async fn handle(&self, request: &IntakeRequest<'_>) -> IntakeResponse {
-        let response = self.decide(request).await;
+        let (response, completion) = self.accept(request).await;
+        if let Some(completion) = completion {
+            self.complete(completion).await;
+        }
+        response
+    }
+
+    /// The pipeline up to the answer. An accepted event is on the queue when this returns; what
+    /// is left (marking its dedupe record completed) comes back as a [`Completion`] that the
+    /// caller must run, after answering if it can (a Lambda runtime can: after posting the
+    /// response and before asking for the next event).
+    pub async fn accept(
+        &self,
+        request: &IntakeRequest<'_>,
+    ) -> (IntakeResponse, Option<Completion>) {
+        let mut completion = None;
+        let response = self.decide(request, &mut completion).await;
         if let Some(code) = response.code {
             tracing::info!(
                 source_id = %safe_id(request.source_id),
@@ -81,10 +98,29 @@ where
                 "webhook refused"
             );
         }
-        response
+        (response, completion)
     }
 
-    async fn decide(&self, request: &IntakeRequest<'_>) -> IntakeResponse {
+    /// Marks an accepted event's dedupe record completed, so later duplicates are answered 200
+    /// at once. If it fails (or never runs), the record stays INPROGRESS until its lease ends:
+    /// a duplicate meanwhile gets 409 `in_progress`, one after it re-claims and re-enqueues,
+    /// and the consumer's ledger drops the copy. Never an event lost or applied twice.
+    pub async fn complete(&self, completion: Completion) {
+        if let Err(error) = self
+            .dedupe
+            .complete(&completion.key, &completion.payload_hash, completion.now_ms)
+            .await
+        {
+            tracing::warn!(%error, "could not mark the dedupe record completed");
+        }
+    }
+
+    /// The answer; for an accepted event also what is left to do, in `completion`.
+    async fn decide(
+        &self,
+        request: &IntakeRequest<'_>,
+        completion: &mut Option<Completion>,
+    ) -> IntakeResponse {
         let provider = self.config.provider;
         let now_ms = request.received_at_ms;
 
@@ -256,11 +292,8 @@ where
             };
         }
 
-        // 8. Done. The event is on the queue even if marking fails: a later duplicate then sees
-        // INPROGRESS until the lease ends, and the consumer's ledger dedupes a re-enqueue.
-        if let Err(error) = self.dedupe.complete(&key, &payload_hash, now_ms).await {
-            tracing::warn!(%error, "could not mark the dedupe record completed");
-        }
+        // 8. Accepted: the event is on the queue. Marking the record completed is left to the
+        // caller (see `accept`).
         tracing::info!(
             source_id = %source.source_id,
             provider = %provider,
@@ -269,8 +302,22 @@ where
             event_type = %envelope.meta.event_type,
             "webhook accepted"
         );
-        IntakeResponse::accepted(&envelope.meta.event_id)
+        let response = IntakeResponse::accepted(&envelope.meta.event_id);
+        *completion = Some(Completion {
+            key,
+            payload_hash,
+            now_ms,
+        });
+        response
     }
+}
+
+/// What is left of an accepted request after its answer: its dedupe record to mark completed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    key: String,
+    payload_hash: String,
+    now_ms: i64,
 }
 
 /// The dedupe record's `validation`: XXH3-128 of the raw body, prefixed with its algorithm.

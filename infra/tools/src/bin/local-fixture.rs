@@ -3,16 +3,19 @@
 //! panics, redelivers SQS batches, and fires schedules. Not part of the deployed system.
 //!
 //! - `FIXTURE_INIT=crash`: exits during init, after reporting `/init/error`-style failure.
-//! - HTTP `GET /fixture/{mode}`: `ok` answers 200, `panic` panics, `sleep` outlives Timeout.
+//! - HTTP `GET /fixture/{mode}`: `ok` answers 200, `panic` panics, `sleep` outlives Timeout,
+//!   `after` answers 200 and then works 500 ms before taking the next event (the webhook
+//!   functions' post-response work).
 //! - SQS: a record whose body is `slow` makes the invocation outlive its Timeout.
 //! - a scheduled event: logs `scheduled event from aws.events` and returns.
 
 use std::time::Duration;
 
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use inlet_lambda::after_response::AfterResponse;
+use lambda_runtime::{service_fn, Error, LambdaEvent, Runtime};
 use serde_json::{json, Value};
 
-async fn handle(event: LambdaEvent<Value>) -> Result<Value, Error> {
+async fn handle(event: LambdaEvent<Value>, after: AfterResponse) -> Result<Value, Error> {
     let payload = event.payload;
     if payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
         println!(
@@ -45,6 +48,13 @@ async fn handle(event: LambdaEvent<Value>) -> Result<Value, Error> {
             tokio::time::sleep(Duration::from_secs(600)).await;
             Ok(json!({}))
         }
+        Some("after") => {
+            after.defer(async {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                println!("post-response work done");
+            });
+            Ok(json!({"statusCode": 200, "body": "answered first"}))
+        }
         _ => Ok(json!({"statusCode": 200, "body": "ok"})),
     }
 }
@@ -55,5 +65,10 @@ async fn main() -> Result<(), Error> {
         eprintln!("fixture: crashing during init as configured");
         std::process::exit(3);
     }
-    lambda_runtime::run(service_fn(handle)).await
+    let after = AfterResponse::default();
+    let handler = {
+        let after = after.clone();
+        service_fn(move |event| handle(event, after.clone()))
+    };
+    Runtime::new(handler).layer(after.layer()).run().await
 }
