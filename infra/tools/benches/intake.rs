@@ -2,28 +2,18 @@
 //! any verifier pays). Run: `cargo bench -p inlet-tools --bench intake`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use hmac::{Hmac, KeyInit, Mac};
-use http::{HeaderMap, HeaderName, HeaderValue};
 use inlet_core::CompanyId;
-use inlet_testing::memory::MemorySources;
-use inlet_webhooks::envelope::Envelope;
-use inlet_webhooks::intake::{
-    Claim, DedupeStore, EventQueue, Intake, IntakeConfig, IntakeRequest, QueueError, RateDecision,
-    RateLimit, RateLimiter, Source, SourceSecret, StoreError, TenantRule, DEFAULT_TOLERANCE_SECS,
+use inlet_tools::intake_fixture::{
+    hmac_floor, intake_with, run_ready, signed_headers, stripe_event, DiscardingQueue,
+    SerializingQueue, NOW_MS, SOURCE,
 };
-use inlet_webhooks::providers::{Provider, SigningSecret};
-use sha2::Sha256;
-
-const SECRET: &str = "whsec_benchmark_secret_0123456789";
-const NOW_MS: i64 = 1_700_000_000_000;
+use inlet_webhooks::intake::{IntakeRequest, TenantRule};
+use inlet_webhooks::providers::Provider;
 
 /// Counts heap allocations, so the benchmark can report allocations per request: a figure this
 /// machine's timing noise cannot move.
@@ -54,116 +44,6 @@ fn allocations<T>(f: impl FnOnce() -> T) -> usize {
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     black_box(f());
     ALLOCATIONS.load(Ordering::Relaxed) - before
-}
-
-/// The in-memory ports never wait, so one poll completes the pipeline: no executor in the
-/// measurement.
-fn run_ready<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("an in-memory port returned Pending"),
-    }
-}
-
-/// Every claim succeeds, so each iteration takes the full accept path.
-struct FreshClaims;
-
-impl DedupeStore for FreshClaims {
-    async fn claim(&self, _: &str, _: &str, _: i64) -> Result<Claim, StoreError> {
-        Ok(Claim::Claimed)
-    }
-    async fn complete(&self, _: &str, _: &str, _: i64) -> Result<(), StoreError> {
-        Ok(())
-    }
-    async fn release(&self, _: &str) -> Result<(), StoreError> {
-        Ok(())
-    }
-}
-
-struct Unlimited;
-
-impl RateLimiter for Unlimited {
-    async fn hit(&self, _: &str, _: &RateLimit, _: i64) -> Result<RateDecision, StoreError> {
-        Ok(RateDecision::Allowed)
-    }
-}
-
-/// The in-memory queue port: takes the envelope and drops it.
-struct DiscardingQueue;
-
-impl EventQueue for DiscardingQueue {
-    async fn enqueue(&self, envelope: &Envelope<'_>) -> Result<(), QueueError> {
-        black_box(envelope);
-        Ok(())
-    }
-}
-
-/// Also serialises the envelope as the SQS adapter does, then drops it.
-struct SerializingQueue;
-
-impl EventQueue for SerializingQueue {
-    async fn enqueue(&self, envelope: &Envelope<'_>) -> Result<(), QueueError> {
-        black_box(envelope.to_json());
-        Ok(())
-    }
-}
-
-fn stripe_event(size: usize) -> Vec<u8> {
-    inlet_tools::samples::stripe_event(size, "evt_1PbenchAbCdEf")
-}
-
-fn signed_headers(body: &[u8]) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    for (name, value) in Provider::Stripe.sign(&SigningSecret::new(SECRET), body, NOW_MS / 1000, "")
-    {
-        headers.insert(
-            HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            HeaderValue::from_str(&value).unwrap(),
-        );
-    }
-    headers.insert("content-type", HeaderValue::from_static("application/json"));
-    headers
-}
-
-fn intake_with<Q: EventQueue>(queue: Q) -> Intake<MemorySources, Unlimited, FreshClaims, Q> {
-    Intake {
-        config: IntakeConfig {
-            provider: Provider::Stripe,
-            production: true,
-            max_body_bytes: 256 * 1024,
-        },
-        sources: MemorySources::with([Source {
-            source_id: "src_bench".into(),
-            provider: Provider::Stripe,
-            tenant: TenantRule::Fixed(CompanyId::parse("co_bench").unwrap()),
-            secrets: vec![SourceSecret {
-                secret: SigningSecret::new(SECRET),
-                not_after_ms: None,
-            }],
-            tolerance_secs: DEFAULT_TOLERANCE_SECS,
-            rate_limit: Some(RateLimit {
-                requests: u32::MAX,
-                window_secs: 60,
-            }),
-            body_limit: 256 * 1024,
-            enabled: true,
-        }]),
-        rate_limiter: Unlimited,
-        dedupe: FreshClaims,
-        queue,
-    }
-}
-
-/// What any Stripe verifier pays: HMAC-SHA256 over `"{t}." + body`.
-fn hmac_floor(body: &[u8]) -> impl Sized {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(b"1700000000.");
-    mac.update(black_box(body));
-    black_box(mac.finalize().into_bytes())
 }
 
 /// `INLET_BENCH_INTERLEAVED=1`: instead of criterion's groups, which measure the pipeline and
@@ -204,7 +84,7 @@ fn pipeline(c: &mut Criterion) {
         let body = stripe_event(size);
         let headers = signed_headers(&body);
         let request = IntakeRequest {
-            source_id: "src_bench",
+            source_id: SOURCE,
             headers: &headers,
             body: &body,
             received_at_ms: NOW_MS,

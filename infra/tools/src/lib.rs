@@ -4,4 +4,5 @@
 //! and not the `inlet` CLI depends on this.
 
 pub mod chaos;
+pub mod intake_fixture;
 pub mod samples;
