@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use inlet_core::crypto::KeyRing;
 use inlet_core::{DeadLetterCode, Failure};
-use inlet_postgres::Database;
+use inlet_postgres::{Database, Tx};
 use inlet_webhooks::envelope::{Envelope, EnvelopeError};
 
-use crate::ledger::{process, Processed, Projections};
+use crate::ledger::{process, process_batch, BatchFallback, Processed, Projections};
 
 /// What an envelope that cannot be read is: always permanent, coded by why.
 pub fn undecodable(error: EnvelopeError) -> Failure {
@@ -47,6 +47,56 @@ pub async fn handle_record(
         .await
         .map_err(|e| Failure::TransientBatch(e.to_string()))?;
     let outcome = process(&mut client, &envelope, projections, keys).await?;
+    Ok(handled(envelope, outcome))
+}
+
+/// Processes a whole batch's bodies in one transaction ([`process_batch`]). `None` when that
+/// does not apply or did not go through (an undecodable body, a replay, an envelope the ledger
+/// or its projection refused, a database error): nothing was committed, and the caller
+/// processes each record alone with [`handle_record`], which settles each exactly as before.
+/// The batch's activity notes (see [`note_activity`]) go into the same transaction.
+pub async fn handle_batch(
+    database: &Database,
+    projections: &Projections,
+    keys: &KeyRing,
+    bodies: &[&[u8]],
+    queue_age_ms: i64,
+) -> Option<Vec<Handled>> {
+    let envelopes = bodies
+        .iter()
+        .map(|body| Envelope::from_json(body))
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    let mut client = database.client().await.ok()?;
+    let fell_back = |failure: Failure| {
+        tracing::info!(%failure, "batch not processed whole; processing its records one by one");
+    };
+    let (tx, outcomes) = match process_batch(&mut client, &envelopes, projections, keys).await {
+        Ok(done) => done,
+        Err(BatchFallback::NotEligible) => return None,
+        Err(BatchFallback::Failed(failure)) => {
+            fell_back(failure);
+            return None;
+        }
+    };
+    let handled: Vec<Handled> = envelopes
+        .into_iter()
+        .zip(outcomes)
+        .map(|(envelope, outcome)| handled(envelope, outcome))
+        .collect();
+    if let Err(failure) = note_in(&tx, &handled, queue_age_ms).await {
+        fell_back(failure);
+        return None;
+    }
+    if let Err(error) = tx.commit().await {
+        fell_back(error.into());
+        return None;
+    }
+    Some(handled)
+}
+
+/// Logs what became of an envelope and keeps what the activity notes need.
+fn handled(envelope: Envelope<'_>, outcome: Processed) -> Handled {
     let meta = envelope.meta;
     tracing::info!(
         company_id = %meta.company_id,
@@ -60,22 +110,37 @@ pub async fn handle_record(
     if outcome == Processed::Stale {
         tracing::info!(object_id = ?meta.object_id, "older than the last applied event for its object");
     }
-    Ok(Handled {
+    Handled {
         outcome,
         company_id: meta.company_id.into_owned(),
         source_id: meta.source_id.into_owned(),
         provider: meta.provider.into_owned(),
         received_at: meta.received_at,
-    })
+    }
 }
 
-/// A batch's events per (company, source), for the no-data check: one statement per source,
-/// all in one transaction. `queue_age_ms`: the batch's largest wait in the queue.
+/// A batch's events per (company, source), for the no-data check, in a transaction of their
+/// own. `queue_age_ms`: the batch's largest wait in the queue.
 pub async fn note_activity(
     database: &Database,
     handled: &[Handled],
     queue_age_ms: i64,
 ) -> Result<(), Failure> {
+    if handled.is_empty() {
+        return Ok(());
+    }
+    let mut client = database
+        .client()
+        .await
+        .map_err(|e| Failure::TransientBatch(e.to_string()))?;
+    let tx = client.tx().await?;
+    note_in(&tx, handled, queue_age_ms).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// One statement per (company, source), all sent together: one round trip.
+async fn note_in(tx: &Tx<'_>, handled: &[Handled], queue_age_ms: i64) -> Result<(), Failure> {
     let mut sources: BTreeMap<(&str, &str), (&str, Vec<&str>)> = BTreeMap::new();
     for record in handled {
         sources
@@ -84,21 +149,17 @@ pub async fn note_activity(
             .1
             .push(&record.received_at);
     }
-    if sources.is_empty() {
-        return Ok(());
+    let notes = sources
+        .iter()
+        .map(|((company, source), (provider, received))| async move {
+            tx.execute(
+                "SELECT note_source_activity($1, $2, $3, $4::text[]::timestamptz[], $5)",
+                &[company, source, provider, received, &queue_age_ms],
+            )
+            .await
+        });
+    for noted in futures_util::future::join_all(notes).await {
+        noted?;
     }
-    let mut client = database
-        .client()
-        .await
-        .map_err(|e| Failure::TransientBatch(e.to_string()))?;
-    let tx = client.tx().await?;
-    for ((company, source), (provider, received)) in &sources {
-        tx.execute(
-            "SELECT note_source_activity($1, $2, $3, $4::text[]::timestamptz[], $5)",
-            &[company, source, provider, received, &queue_age_ms],
-        )
-        .await?;
-    }
-    tx.commit().await?;
     Ok(())
 }

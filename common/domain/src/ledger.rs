@@ -105,6 +105,88 @@ impl Projections {
     }
 }
 
+/// An envelope made ready for the ledger: its tenant, its payload parsed (what can be stored
+/// in the clear) and sealed (the exact bytes), its projection, and the status it gets if new.
+struct Prepared<'e> {
+    envelope: &'e Envelope<'e>,
+    company: CompanyId,
+    payload: Value,
+    payload_min: Value,
+    sealed: Vec<u8>,
+    key_id: String,
+    project: Option<ProjectFn>,
+    fresh: Processed,
+}
+
+impl<'e> Prepared<'e> {
+    fn new(
+        envelope: &'e Envelope<'e>,
+        projections: &Projections,
+        keys: &KeyRing,
+    ) -> Result<Self, Failure> {
+        let meta = &envelope.meta;
+        let company = CompanyId::parse(&meta.company_id)
+            .map_err(|_| Failure::permanent(DeadLetterCode::Undecodable, "invalid company id"))?;
+        let payload = payload::storable(&envelope.body);
+        let payload_min = payload::minimal(&payload);
+        let context = context::payload(&meta.company_id, &meta.source_id, &meta.event_id);
+        let (key_id, sealed) = keys.seal_bytes(&envelope.body, &context);
+        let project = projections.get(&meta.provider, &meta.event_type);
+        let fresh = if project.is_some() {
+            Processed::Applied
+        } else {
+            Processed::Ignored
+        };
+        Ok(Self {
+            envelope,
+            company,
+            payload,
+            payload_min,
+            sealed,
+            key_id: key_id.to_owned(),
+            project,
+            fresh,
+        })
+    }
+
+    /// What the ledger's answer means for this envelope.
+    fn outcome(&self, recorded: &str) -> Result<Processed, Failure> {
+        match recorded {
+            "unknown_tenant" => Err(Failure::permanent(
+                DeadLetterCode::UnknownTenant,
+                format!("unknown tenant {}", self.company),
+            )),
+            "other_tenant" => Err(Failure::permanent(
+                DeadLetterCode::TenantConflict,
+                "this event id is recorded for another tenant",
+            )),
+            "duplicate" => Ok(Processed::Duplicate),
+            "skipped_stale" => Ok(Processed::Stale),
+            "completed" | "ignored" => Ok(self.fresh),
+            other => Err(Failure::permanent(
+                DeadLetterCode::DatabaseRejected,
+                format!("the ledger answered {other:?}; the migrations and this binary disagree"),
+            )),
+        }
+    }
+
+    /// Applies the projection if the ledger says the event is new and has one.
+    async fn project(self, tx: &Tx<'_>, outcome: Processed, keys: &KeyRing) -> Result<(), Failure> {
+        if let (Processed::Applied, Some(project)) = (outcome, self.project) {
+            project(
+                tx,
+                &Event {
+                    envelope: self.envelope,
+                    keys,
+                    payload: self.payload,
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
 /// Processes one envelope. `Err` carries the class the batch runner acts on.
 pub async fn process(
     connection: &mut Connection,
@@ -112,20 +194,8 @@ pub async fn process(
     projections: &Projections,
     keys: &KeyRing,
 ) -> Result<Processed, Failure> {
+    let prepared = Prepared::new(envelope, projections, keys)?;
     let meta = &envelope.meta;
-    let company = CompanyId::parse(&meta.company_id)
-        .map_err(|_| Failure::permanent(DeadLetterCode::Undecodable, "invalid company id"))?;
-    let payload = payload::storable(&envelope.body);
-    let context = context::payload(&meta.company_id, &meta.source_id, &meta.event_id);
-    let (key_id, sealed) = keys.seal_bytes(&envelope.body, &context);
-    let project = projections.get(&meta.provider, &meta.event_type);
-
-    let fresh = if project.is_some() {
-        Processed::Applied
-    } else {
-        Processed::Ignored
-    };
-
     let tx = connection.tx().await?;
     // A replay re-applies the event to its ledger row; without a row it is processed as new.
     let replayed: Option<String> = if meta.replay {
@@ -133,14 +203,14 @@ pub async fn process(
             tx.query_one(
                 "SELECT replay_event($1, $2, $3, $4, $5, $6, $7::text::timestamptz, $8)",
                 &[
-                    &company.as_str(),
+                    &prepared.company.as_str(),
                     &meta.source_id,
                     &&*meta.provider,
                     &meta.event_id,
                     &meta.object_type,
                     &meta.object_id,
                     &meta.occurred_at,
-                    &fresh.status(),
+                    &prepared.fresh.status(),
                 ],
             )
             .await?
@@ -156,7 +226,7 @@ pub async fn process(
                 "SELECT record_event($1, $2, $3, $4, $5, $6, $7, $8::text::timestamptz,
                  $9::text::timestamptz, $10, $11, $12, $13)",
                 &[
-                    &company.as_str(),
+                    &prepared.company.as_str(),
                     &meta.source_id,
                     &&*meta.provider,
                     &meta.event_id,
@@ -165,49 +235,121 @@ pub async fn process(
                     &meta.object_id,
                     &meta.occurred_at,
                     &meta.received_at,
-                    &fresh.status(),
-                    &payload::minimal(&payload),
-                    &sealed,
-                    &key_id,
+                    &prepared.fresh.status(),
+                    &prepared.payload_min,
+                    &prepared.sealed,
+                    &prepared.key_id,
                 ],
             )
             .await?
             .get(0),
     };
-    let outcome = match recorded.as_str() {
-        "unknown_tenant" => {
-            return Err(Failure::permanent(
-                DeadLetterCode::UnknownTenant,
-                format!("unknown tenant {company}"),
-            ))
-        }
-        "other_tenant" => {
-            return Err(Failure::permanent(
-                DeadLetterCode::TenantConflict,
-                "this event id is recorded for another tenant",
-            ))
-        }
-        "duplicate" => Processed::Duplicate,
-        "skipped_stale" => Processed::Stale,
-        "completed" | "ignored" => fresh,
-        other => {
-            return Err(Failure::permanent(
-                DeadLetterCode::DatabaseRejected,
-                format!("the ledger answered {other:?}; the migrations and this binary disagree"),
-            ))
-        }
-    };
-    if let (Processed::Applied, Some(project)) = (outcome, project) {
-        project(
-            &tx,
-            &Event {
-                envelope,
-                keys,
-                payload,
-            },
-        )
-        .await?;
-    }
+    let outcome = prepared.outcome(&recorded)?;
+    prepared.project(&tx, outcome, keys).await?;
     tx.commit().await?;
     Ok(outcome)
+}
+
+/// Why a batch did not go through in one transaction. The caller then processes each envelope
+/// alone with [`process`], which gives every envelope exactly the outcome it would have had
+/// (one bad envelope fails alone); nothing of the batch was committed.
+#[derive(Debug)]
+pub enum BatchFallback {
+    /// A replay (they are rare and take their own path) or an envelope that cannot be prepared.
+    NotEligible,
+    /// An envelope the ledger or its projection refused, or a database error: the transaction
+    /// was rolled back.
+    Failed(Failure),
+}
+
+/// Processes a batch of envelopes in one transaction: every ledger row in one call (each in
+/// its tenant's context, in batch order, with the per-object order and duplicate checks of
+/// [`process`]), then each new event's projection in batch order, in its tenant's context. The
+/// outcomes are those the envelopes would have had one by one. The transaction is returned
+/// open: the caller may add to it, and commits it.
+pub async fn process_batch<'c>(
+    connection: &'c mut Connection,
+    envelopes: &[Envelope<'_>],
+    projections: &Projections,
+    keys: &KeyRing,
+) -> Result<(Tx<'c>, Vec<Processed>), BatchFallback> {
+    if envelopes.is_empty() || envelopes.len() > 100 || envelopes.iter().any(|e| e.meta.replay) {
+        return Err(BatchFallback::NotEligible);
+    }
+    let prepared = envelopes
+        .iter()
+        .map(|envelope| Prepared::new(envelope, projections, keys))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| BatchFallback::NotEligible)?;
+    let column = |f: &dyn Fn(&Prepared) -> Option<String>| -> Vec<Option<String>> {
+        prepared.iter().map(f).collect()
+    };
+    let companies = column(&|p| Some(p.company.as_str().to_owned()));
+    let sources = column(&|p| Some(p.envelope.meta.source_id.to_string()));
+    let providers = column(&|p| Some(p.envelope.meta.provider.to_string()));
+    let event_ids = column(&|p| Some(p.envelope.meta.event_id.to_string()));
+    let event_types = column(&|p| Some(p.envelope.meta.event_type.to_string()));
+    let object_types = column(&|p| p.envelope.meta.object_type.as_deref().map(str::to_owned));
+    let object_ids = column(&|p| p.envelope.meta.object_id.as_deref().map(str::to_owned));
+    let occurred = column(&|p| p.envelope.meta.occurred_at.clone());
+    let received = column(&|p| Some(p.envelope.meta.received_at.clone()));
+    let fresh = column(&|p| Some(p.fresh.status().to_owned()));
+    let minimal: Vec<&Value> = prepared.iter().map(|p| &p.payload_min).collect();
+    let sealed: Vec<&[u8]> = prepared.iter().map(|p| p.sealed.as_slice()).collect();
+    let key_ids = column(&|p| Some(p.key_id.clone()));
+
+    let failed = BatchFallback::Failed;
+    let tx = connection.tx().await.map_err(|e| failed(e.into()))?;
+    let recorded: Vec<String> = tx
+        .query_one(
+            "SELECT record_events($1, $2, $3, $4, $5, $6, $7, $8::text[]::timestamptz[],
+             $9::text[]::timestamptz[], $10, $11, $12, $13)",
+            &[
+                &companies,
+                &sources,
+                &providers,
+                &event_ids,
+                &event_types,
+                &object_types,
+                &object_ids,
+                &occurred,
+                &received,
+                &fresh,
+                &minimal,
+                &sealed,
+                &key_ids,
+            ],
+        )
+        .await
+        .map_err(|e| failed(e.into()))?
+        .get(0);
+    if recorded.len() != prepared.len() {
+        return Err(failed(Failure::permanent(
+            DeadLetterCode::DatabaseRejected,
+            "record_events answered for a different number of events",
+        )));
+    }
+    let mut outcomes = Vec::with_capacity(prepared.len());
+    let mut context: Option<String> = None;
+    for (prepared, recorded) in prepared.into_iter().zip(&recorded) {
+        let outcome = prepared.outcome(recorded).map_err(failed)?;
+        outcomes.push(outcome);
+        if outcome != Processed::Applied || prepared.project.is_none() {
+            continue;
+        }
+        // The projection runs in its own tenant's context, entered once per run of events of
+        // the same tenant, and before the projection sends anything: its statements write
+        // `get_current_company_id()`.
+        if context.as_deref() != Some(prepared.company.as_str()) {
+            tx.execute(
+                "SELECT set_company_context($1)",
+                &[&prepared.company.as_str()],
+            )
+            .await
+            .map_err(|e| failed(e.into()))?;
+            context = Some(prepared.company.as_str().to_owned());
+        }
+        prepared.project(&tx, outcome, keys).await.map_err(failed)?;
+    }
+    Ok((tx, outcomes))
 }

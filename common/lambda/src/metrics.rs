@@ -115,6 +115,8 @@ struct Group {
 pub struct BatchMetrics {
     groups: BTreeMap<(&'static str, Outcome), Group>,
     records: u64,
+    /// Ledger transactions the batch took: 1 when it went through whole, else one per record.
+    pub transactions: u64,
 }
 
 /// A provider name usable as a dimension: one of the known providers, else `unknown`.
@@ -152,7 +154,8 @@ impl BatchMetrics {
     }
 
     /// The EMF documents for this batch: one per (provider, outcome) with `events` and
-    /// `queue_age`, and one for the batch with `batch_duration` and `batch_size`.
+    /// `queue_age`, and one for the batch with `batch_duration`, `batch_size` and
+    /// `batch_transactions`.
     pub fn documents(&self, function: &str, duration: Duration, timestamp_ms: u64) -> Vec<Value> {
         let mut documents = Vec::with_capacity(self.groups.len() + 1);
         for ((provider, outcome), group) in &self.groups {
@@ -177,6 +180,7 @@ impl BatchMetrics {
             vec![
                 ("batch_duration", "Milliseconds", json!(millis)),
                 ("batch_size", "Count", json!(self.records)),
+                ("batch_transactions", "Count", json!(self.transactions)),
             ],
         ));
         documents

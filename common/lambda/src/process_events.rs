@@ -16,7 +16,7 @@ use inlet_domain::ports::{DeadLetters, Visibility};
 use inlet_domain::{Processed, Projections};
 use inlet_postgres::{Database, DbSettings};
 
-use crate::batch::{Backoff, BatchRunner, Settled};
+use crate::batch::{Backoff, BatchRunner, BatchStats, Settled};
 use crate::metrics::{self, BatchMetrics, MetricsSink, Outcome};
 use crate::telemetry::{self, LogFormat};
 
@@ -90,23 +90,60 @@ fn sent_timestamp(record: &SqsMessage) -> Option<u64> {
 impl<P: DeadLetters + Visibility> Processor<P> {
     pub async fn handle_batch(&self, event: &SqsEvent) -> SqsBatchResponse {
         let started = Instant::now();
-        let mut processed = Vec::with_capacity(event.records.len());
-        let (response, stats) = self
-            .runner
-            .run(event, async |record| {
-                processed.push(self.handle_record(record).await?);
-                Ok(())
-            })
-            .await;
+        // The whole batch in one transaction; if that does not go through, nothing of it was
+        // committed and each record is handled alone, as the runner always did.
+        let bodies: Vec<&[u8]> = event
+            .records
+            .iter()
+            .map(|r| r.body.as_deref().unwrap_or_default().as_bytes())
+            .collect();
+        let now = metrics::now_ms();
+        let oldest_ms = event
+            .records
+            .iter()
+            .filter_map(sent_timestamp)
+            .map(|sent| now.saturating_sub(sent))
+            .max()
+            .unwrap_or(0);
+        let whole = events::handle_batch(
+            &self.database,
+            &self.projections,
+            &self.keys,
+            &bodies,
+            i64::try_from(oldest_ms).unwrap_or(i64::MAX),
+        )
+        .await;
+        let noted = whole.is_some();
+        let transactions = if whole.is_some() {
+            1
+        } else {
+            event.records.len() as u64
+        };
+        let (response, stats, processed) = match whole {
+            Some(processed) => (
+                SqsBatchResponse::default(),
+                BatchStats {
+                    settled: vec![Settled::Done; event.records.len()],
+                },
+                processed,
+            ),
+            None => {
+                let mut processed = Vec::with_capacity(event.records.len());
+                let (response, stats) = self
+                    .runner
+                    .run(event, async |record| {
+                        processed.push(self.handle_record(record).await?);
+                        Ok(())
+                    })
+                    .await;
+                (response, stats, processed)
+            }
+        };
         // Records settle in batch order, and each `Done` one pushed its outcome in that order.
         let mut outcomes = processed.iter().map(|h| h.outcome);
-        let now = metrics::now_ms();
         let mut batch = BatchMetrics::default();
-        let mut oldest_ms = 0;
+        batch.transactions = transactions;
         for (record, settled) in event.records.iter().zip(&stats.settled) {
-            if let Some(sent) = sent_timestamp(record) {
-                oldest_ms = oldest_ms.max(now.saturating_sub(sent));
-            }
             let outcome = match settled {
                 Settled::Done => outcomes.next().map_or(Outcome::Processed, outcome_of),
                 Settled::DeadLettered => Outcome::Permanent,
@@ -125,10 +162,14 @@ impl<P: DeadLetters + Visibility> Processor<P> {
             FUNCTION,
             &stats.invocation(started.elapsed()),
         );
-        // For the watchdog's no-data and queue-age checks; never fails the batch.
-        let oldest_ms = i64::try_from(oldest_ms).unwrap_or(i64::MAX);
-        if let Err(failure) = events::note_activity(&self.database, &processed, oldest_ms).await {
-            tracing::warn!(%failure, "could not note the batch's source activity");
+        // For the watchdog's no-data and queue-age checks (a whole batch noted them in its own
+        // transaction); never fails the batch.
+        if !noted {
+            let oldest_ms = i64::try_from(oldest_ms).unwrap_or(i64::MAX);
+            if let Err(failure) = events::note_activity(&self.database, &processed, oldest_ms).await
+            {
+                tracing::warn!(%failure, "could not note the batch's source activity");
+            }
         }
         tracing::info!(
             succeeded = stats.succeeded(),

@@ -101,6 +101,12 @@ pub struct Tx<'a> {
     statements: &'a Mutex<Cache>,
 }
 
+impl std::fmt::Debug for Tx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tx")
+    }
+}
+
 impl Tx<'_> {
     async fn prepared(&self, sql: &'static str) -> Result<Statement, DbError> {
         let cached = self

@@ -1,5 +1,6 @@
 //! The process-events handler end to end on batches: metrics, and transient failures (a locked
-//! table, the database stopped and started) retried with growing delays until processed.
+//! table, the database stopped and started) retried with growing delays until processed; whole
+//! batches in one transaction, and batches that cannot be, record by record.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -347,5 +348,98 @@ async fn a_database_stopped_and_started_fails_batches_fast_then_processes_them()
         )
         .await,
         4
+    );
+}
+
+/// The `batch_transactions` of the batch document the processor emitted last.
+fn transactions(lines: &Lines) -> u64 {
+    lines
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find_map(|d| d.get("batch_transactions").and_then(Value::as_u64))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_good_batch_goes_through_in_one_transaction() {
+    let db = TestDb::create().await;
+    seed_company(&db.admin_url).await;
+    let (processor, lines) = processor(&db.app_url, Duration::from_secs(5));
+    let records = (0..10)
+        .map(|n| {
+            let body = clerk_user_created(&format!("evt_g{n}"), &format!("user_g{n}"));
+            record(&format!("g{n}"), "clerk", body.to_json_string(), 1, 0)
+        })
+        .collect();
+    let response = processor.handle_batch(&batch(records)).await;
+    assert!(failed(&response).is_empty());
+    assert_eq!(transactions(&lines), 1);
+    assert_eq!(
+        count(&db.admin_url, "SELECT count(*) FROM members").await,
+        10
+    );
+}
+
+#[tokio::test]
+async fn a_batch_with_poison_an_unknown_tenant_and_a_stale_event_settles_each_as_alone() {
+    let db = TestDb::create().await;
+    seed_company(&db.admin_url).await;
+    let (processor, lines) = processor(&db.app_url, Duration::from_secs(5));
+    let mut records: Vec<SqsMessage> = (0..7)
+        .map(|n| {
+            let body = clerk_user_created(&format!("evt_s{n}"), &format!("user_s{n}"));
+            record(&format!("good{n}"), "clerk", body.to_json_string(), 1, 0)
+        })
+        .collect();
+    // The same user as good0, an hour older: stale.
+    let mut stale = clerk_user_created("evt_old", "user_s0");
+    stale.meta.occurred_at = Some("2023-12-31T23:00:00Z".into());
+    records.push(record("stale", "clerk", stale.to_json_string(), 1, 0));
+    let mut stranger = clerk_user_created("evt_stranger", "user_x");
+    stranger.meta.company_id = "co_nobody".into();
+    records.insert(
+        3,
+        record("unknown", "clerk", stranger.to_json_string(), 1, 0),
+    );
+    records.insert(
+        5,
+        record("poison", "clerk", "{not an envelope".into(), 1, 0),
+    );
+
+    let response = processor.handle_batch(&batch(records)).await;
+    assert!(failed(&response).is_empty(), "nothing left to retry");
+    let mut dead = processor.runner.ports.dead.lock().unwrap().clone();
+    dead.sort();
+    assert_eq!(
+        dead,
+        [
+            ("poison".to_owned(), "permanent"),
+            ("unknown".to_owned(), "permanent")
+        ]
+    );
+    assert_eq!(transactions(&lines), 10, "each record alone");
+    assert_eq!(
+        count(
+            &db.admin_url,
+            "SELECT count(*) FROM webhook_events WHERE status = 'completed'"
+        )
+        .await,
+        7
+    );
+    assert_eq!(
+        count(
+            &db.admin_url,
+            "SELECT count(*) FROM webhook_events WHERE status = 'skipped_stale'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(&db.admin_url, "SELECT count(*) FROM members").await,
+        7
     );
 }
