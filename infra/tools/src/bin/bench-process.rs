@@ -3,8 +3,10 @@
 //! batches of 10, with 1, 2 and 4 concurrent consumers (one connection each); then pgbench's
 //! simple-update on the same server as the floor.
 //!
-//! Run: `make services && . .local/env && cargo run --release -p inlet-infra --bin bench-process`
-//! (`-- --rounds 5` repeats every measurement and prints median ratios).
+//! Run: `make services && . .local/env && cargo run --release -p inlet-tools --bin bench-process`
+//! (`-- --rounds 5` repeats every measurement and prints median ratios). CPU per event is read
+//! from /proc: every `postgres` process's user + system time over the consumers' run (and over
+//! pgbench's, per transaction), and this process's (the consumers').
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -218,6 +220,39 @@ fn pgbench(url: &str, args: &[String]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// CPU time used so far (user + system, in clock ticks) by every process named `postgres`, and
+/// by this process (the consumers): read from /proc, so it counts exactly what ran, on any core.
+fn cpu_ticks() -> (u64, u64) {
+    let ticks = |stat: &str| -> Option<(String, u64)> {
+        // comm is in parentheses and may hold spaces; the fields after it are space-separated.
+        let (head, rest) = stat.rsplit_once(')')?;
+        let comm = head.split_once('(')?.1.to_owned();
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let utime: u64 = fields.get(11)?.parse().ok()?;
+        let stime: u64 = fields.get(12)?.parse().ok()?;
+        Some((comm, utime + stime))
+    };
+    let mut postgres = 0;
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            if let Some((comm, t)) = ticks(&stat) {
+                if comm == "postgres" {
+                    postgres += t;
+                }
+            }
+        }
+    }
+    let own = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| ticks(&stat))
+        .map_or(0, |(_, t)| t);
+    (postgres, own)
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
+const TICKS_PER_SEC: f64 = 100.0;
+
 fn tps(report: &str) -> Option<f64> {
     report
         .lines()
@@ -256,13 +291,20 @@ async fn main() -> anyhow::Result<()> {
         "envelopes: {} in batches of 10 (stripe: customer, subscription, payment_failed, paid)",
         args.envelopes
     );
-    println!("| consumers | elapsed | events/s | pgbench simple-update TPS (same clients) | events/s / TPS |");
-    println!("|---|---|---|---|---|");
+    println!("| consumers | elapsed | events/s | pgbench simple-update TPS (same clients) | events/s / TPS | Postgres CPU per event | consumer CPU per event | Postgres CPU per pgbench transaction |");
+    println!("|---|---|---|---|---|---|---|---|");
     let mut ratios: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     let runs = (0..args.rounds).flat_map(|_| args.consumers.iter().copied());
     for consumers in runs {
         reset(&admin).await?;
+        // The previous pgbench's backends have exited by now: the sum covers this run only.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (pg_before, own_before) = cpu_ticks();
         let (elapsed, failures) = run_consumers(&app_url, batches.clone(), consumers)?;
+        let (pg_after, own_after) = cpu_ticks();
+        let per_event = |ticks: u64| ticks as f64 / TICKS_PER_SEC * 1e6 / args.envelopes as f64;
+        let pg_per_event = per_event(pg_after.saturating_sub(pg_before));
+        let own_per_event = per_event(own_after.saturating_sub(own_before));
         if failures > 0 {
             bail!("{failures} records failed with {consumers} consumers: the figure would be meaningless");
         }
@@ -275,6 +317,7 @@ async fn main() -> anyhow::Result<()> {
         }
         let rate = args.envelopes as f64 / elapsed.as_secs_f64();
         let threads = consumers.min(2).to_string();
+        let (pg_before, _) = cpu_ticks();
         let report = pgbench(
             &admin_url,
             &[
@@ -289,9 +332,18 @@ async fn main() -> anyhow::Result<()> {
                 "-n".into(),
             ],
         )?;
+        let (pg_after, _) = cpu_ticks();
         let floor = tps(&report).context("pgbench printed no tps")?;
+        let transactions: f64 = report
+            .lines()
+            .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
+            .and_then(|n| n.split('/').next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(floor * f64::from(args.pgbench_seconds));
+        let pg_per_tx =
+            pg_after.saturating_sub(pg_before) as f64 / TICKS_PER_SEC * 1e6 / transactions;
         println!(
-            "| {consumers} | {:.2} s | {rate:.0} | {floor:.0} | {:.2} |",
+            "| {consumers} | {:.2} s | {rate:.0} | {floor:.0} | {:.2} | {pg_per_event:.0} µs | {own_per_event:.0} µs | {pg_per_tx:.0} µs |",
             elapsed.as_secs_f64(),
             rate / floor
         );
