@@ -5,8 +5,8 @@
 //!
 //! Run: `make services && . .local/env && cargo run --release -p inlet-tools --bin bench-process`
 //! (`-- --rounds 5` repeats every measurement and prints median ratios). CPU per event is read
-//! from /proc: every `postgres` process's user + system time over the consumers' run (and over
-//! pgbench's, per transaction), and this process's (the consumers').
+//! from /proc: the machine's busy time over the consumers' run less this process's (the
+//! consumers') is Postgres's (and whatever else runs); likewise per pgbench transaction.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -220,34 +220,40 @@ fn pgbench(url: &str, args: &[String]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// CPU time used so far (user + system, in clock ticks) by every process named `postgres`, and
-/// by this process (the consumers): read from /proc, so it counts exactly what ran, on any core.
-fn cpu_ticks() -> (u64, u64) {
-    let ticks = |stat: &str| -> Option<(String, u64)> {
-        // comm is in parentheses and may hold spaces; the fields after it are space-separated.
-        let (head, rest) = stat.rsplit_once(')')?;
-        let comm = head.split_once('(')?.1.to_owned();
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let utime: u64 = fields.get(11)?.parse().ok()?;
-        let stime: u64 = fields.get(12)?.parse().ok()?;
-        Some((comm, utime + stime))
-    };
-    let mut postgres = 0;
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for entry in entries.flatten() {
-            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-            if let Some((comm, t)) = ticks(&stat) {
-                if comm == "postgres" {
-                    postgres += t;
-                }
-            }
-        }
-    }
-    let own = std::fs::read_to_string("/proc/self/stat")
+/// CPU time used so far, in clock ticks: by the whole machine (busy, all cores), by this
+/// process (the consumers, exited threads included) and by its waited-for children (pgbench).
+/// Postgres's share of a phase is the machine's less ours and our children's: backends that
+/// exit during the phase are counted too, which summing live processes would miss.
+fn cpu_ticks() -> (u64, u64, u64) {
+    let machine = std::fs::read_to_string("/proc/stat")
         .ok()
-        .and_then(|stat| ticks(&stat))
-        .map_or(0, |(_, t)| t);
-    (postgres, own)
+        .and_then(|stat| {
+            let fields: Vec<u64> = stat
+                .lines()
+                .next()?
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            // user nice system idle iowait irq softirq steal: all but idle and iowait.
+            Some(fields.iter().take(8).sum::<u64>() - fields.get(3)? - fields.get(4)?)
+        })
+        .unwrap_or(0);
+    let (own, children) = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            let (_, rest) = stat.rsplit_once(')')?;
+            let fields: Vec<u64> = rest
+                .split_whitespace()
+                .map(|f| f.parse().unwrap_or(0))
+                .collect();
+            Some((
+                fields.get(11)? + fields.get(12)?,
+                fields.get(13)? + fields.get(14)?,
+            ))
+        })
+        .unwrap_or((0, 0));
+    (machine, own, children)
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
@@ -299,12 +305,17 @@ async fn main() -> anyhow::Result<()> {
         reset(&admin).await?;
         // The previous pgbench's backends have exited by now: the sum covers this run only.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let (pg_before, own_before) = cpu_ticks();
+        let (machine_before, own_before, _) = cpu_ticks();
         let (elapsed, failures) = run_consumers(&app_url, batches.clone(), consumers)?;
-        let (pg_after, own_after) = cpu_ticks();
+        let (machine_after, own_after, _) = cpu_ticks();
         let per_event = |ticks: u64| ticks as f64 / TICKS_PER_SEC * 1e6 / args.envelopes as f64;
-        let pg_per_event = per_event(pg_after.saturating_sub(pg_before));
-        let own_per_event = per_event(own_after.saturating_sub(own_before));
+        let own = own_after.saturating_sub(own_before);
+        let pg_per_event = per_event(
+            machine_after
+                .saturating_sub(machine_before)
+                .saturating_sub(own),
+        );
+        let own_per_event = per_event(own);
         if failures > 0 {
             bail!("{failures} records failed with {consumers} consumers: the figure would be meaningless");
         }
@@ -317,7 +328,7 @@ async fn main() -> anyhow::Result<()> {
         }
         let rate = args.envelopes as f64 / elapsed.as_secs_f64();
         let threads = consumers.min(2).to_string();
-        let (pg_before, _) = cpu_ticks();
+        let (machine_before, _, children_before) = cpu_ticks();
         let report = pgbench(
             &admin_url,
             &[
@@ -332,7 +343,8 @@ async fn main() -> anyhow::Result<()> {
                 "-n".into(),
             ],
         )?;
-        let (pg_after, _) = cpu_ticks();
+        let (machine_after, _, children_after) = cpu_ticks();
+        let pgbench_own = children_after.saturating_sub(children_before);
         let floor = tps(&report).context("pgbench printed no tps")?;
         let transactions: f64 = report
             .lines()
@@ -340,8 +352,12 @@ async fn main() -> anyhow::Result<()> {
             .and_then(|n| n.split('/').next())
             .and_then(|n| n.trim().parse().ok())
             .unwrap_or(floor * f64::from(args.pgbench_seconds));
-        let pg_per_tx =
-            pg_after.saturating_sub(pg_before) as f64 / TICKS_PER_SEC * 1e6 / transactions;
+        let pg_per_tx = machine_after
+            .saturating_sub(machine_before)
+            .saturating_sub(pgbench_own) as f64
+            / TICKS_PER_SEC
+            * 1e6
+            / transactions;
         println!(
             "| {consumers} | {:.2} s | {rate:.0} | {floor:.0} | {:.2} | {pg_per_event:.0} µs | {own_per_event:.0} µs | {pg_per_tx:.0} µs |",
             elapsed.as_secs_f64(),
