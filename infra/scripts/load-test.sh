@@ -20,10 +20,16 @@ db="inlet_load_$$"
 admin_url="${DATABASE_ADMIN_URL%/*}/$db"
 prefix="load$$_"
 port=$(free_port)
+log="$LOCAL_DIR/load-test-stack.log"
 psql_admin() { "$PG_BIN/psql" "$DATABASE_ADMIN_URL" -qAt "$@"; }
+passed=0
 cleanup() {
     if [[ -n "${stack:-}" ]]; then kill -TERM "$stack" 2>/dev/null || true; wait "$stack" 2>/dev/null || true; fi
-    psql_admin -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+    if [[ $passed -eq 1 ]]; then
+        psql_admin -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+    else
+        say "kept the database $db and $log for a look"
+    fi
 }
 trap cleanup EXIT
 
@@ -33,7 +39,6 @@ psql_admin -c "CREATE DATABASE $db"
 target/release/inlet migrate --dir migrations --database-url "$admin_url" >/dev/null
 DATABASE_ADMIN_URL="$admin_url" target/release/inlet companies add demo_company --name "Demo Company" >/dev/null
 
-log="$LOCAL_DIR/load-test-stack.log"
 DATABASE_URL="${DATABASE_URL%/*}/$db" \
 SCHEDULER_DATABASE_URL="${SCHEDULER_DATABASE_URL%/*}/$db" \
 OPS_DATABASE_URL="${OPS_DATABASE_URL%/*}/$db" \
@@ -48,3 +53,4 @@ DATABASE_ADMIN_URL="$admin_url" target/release/inlet sources seed-demo \
 # shellcheck disable=SC2086
 target/release/load-test --url "http://127.0.0.1:$port" --resource-prefix "$prefix" \
     --database-url "$admin_url" ${ARGS:-}
+passed=1

@@ -68,7 +68,7 @@ function response(status, headers, body)
     if status >= 200 and status < 300 then
         local id = string.match(body, '"event_id":"([^"]+)"')
         if id then
-            accepted[id] = true
+            accepted[id] = status
         end
     end
 end
@@ -82,8 +82,8 @@ function done(summary, latency, requests_done)
             totals[status] = (totals[status] or 0) + count
         end
         exhausted_total = exhausted_total + thread:get("exhausted")
-        for id, _ in pairs(thread:get("accepted")) do
-            out:write("accepted ", id, "\n")
+        for id, status in pairs(thread:get("accepted")) do
+            out:write("accepted ", id, " ", status, "\n")
         end
     end
     for status, count in pairs(totals) do
