@@ -1,4 +1,4 @@
-//! One envelope, one Postgres transaction, in its tenant's context:
+//! The ledger: each envelope in its tenant's context, exactly once in effect.
 //!
 //! 1. the tenant must exist (else permanent: an unknown tenant is not going to appear);
 //! 2. the per-object version moves forward only: an event older than the last one applied to
@@ -7,14 +7,17 @@
 //!    conflict means a duplicate delivery, skipped; concurrent deliveries wait on the unique
 //!    index (and on the object's version row) and then see the winner's row;
 //! 4. the projection registered for (provider, type) is applied (an unregistered type was
-//!    recorded `ignored`), and the transaction commits. Any failure rolls everything back.
+//!    recorded `ignored`). Any failure rolls everything back.
+//!
+//! [`process_batch`] does this for a whole SQS batch in one transaction (every ledger row in
+//! one call, then the projections in batch order); [`process`] for one envelope, which is also
+//! how a batch that cannot go through whole is settled, record by record.
 //!
 //! A replay (`envelope.meta.replay`, sent by `inlet replay`) goes to its existing row instead:
 //! counted there, found stale if its object has moved on, else applied again (projections are
 //! idempotent: no second case, no second payment); without a row it is processed as new.
 //!
-//! Statements are prepared once per connection: an event costs BEGIN, one round trip per
-//! statement, and COMMIT.
+//! Statements are prepared once per connection.
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -371,7 +371,11 @@ async fn main() -> anyhow::Result<()> {
             .map(|r| r.get(0))
             .collect();
         for id in accepted.iter().filter(|id| !present.contains(*id)).take(10) {
-            let n: usize = id.rsplit('x').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            let n: usize = id
+                .rsplit('x')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
             println!(
                 "  not stored: {id} ({}), answered {}",
                 samples[n % samples.len()].provider,
