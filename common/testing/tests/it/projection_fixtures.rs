@@ -97,7 +97,13 @@ async fn every_fixture_event_is_applied_by_its_projection() {
     let registered = projections.registered();
     assert!(registered.len() >= 16, "{registered:?}");
     for (provider, kind) in registered {
-        let body = std::fs::read(fixture_path(provider, kind)).unwrap();
+        let path = fixture_path(provider, kind);
+        let body = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{provider} {kind} is registered but has no fixture event at {} ({e}): add one",
+                path.display()
+            )
+        });
         let envelope = envelope(provider, kind, body);
         let outcome = process(&mut app, &envelope, &projections, &keys).await;
         assert_eq!(outcome, Ok(Processed::Applied), "{provider} {kind}");
