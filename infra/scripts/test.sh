@@ -17,6 +17,9 @@ say "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 say "building the function binaries (tests run them as Lambdas)"
 cargo build --workspace --bins --locked
+say "migrations: apply to the local database, then verify them (recorded in migration_verifications)"
+target/debug/inlet migrate --dir migrations
+target/debug/inlet migrate verify --dir migrations
 say "tests (unit and integration against Postgres and moto)"
 cargo nextest run --workspace --locked --no-fail-fast
 say "chaos, short (make chaos runs the full size)"

@@ -9,7 +9,16 @@ use clap::{Args, Subcommand};
 use inlet_postgres::{self as db, audit, migrate};
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct MigrateArgs {
+    #[command(subcommand)]
+    command: Option<MigrateCommand>,
+    #[command(flatten)]
+    target: MigrationTarget,
+}
+
+#[derive(Args)]
+pub struct MigrationTarget {
     /// Directory of NNN_name.sql files.
     #[arg(long, default_value = "migrations")]
     dir: PathBuf,
@@ -18,8 +27,36 @@ pub struct MigrateArgs {
     database_url: String,
 }
 
-/// Applies pending migrations, each recorded with its SHA-256.
+#[derive(Subcommand)]
+pub enum MigrateCommand {
+    /// Compare the repository's migrations (SHA-256) with what the database recorded, and
+    /// record the run in migration_verifications. Exits 1 on any difference.
+    Verify {
+        #[command(flatten)]
+        target: MigrationTarget,
+        /// The repository's commit; default: `git rev-parse HEAD`, else `unknown`.
+        #[arg(long, env = "INLET_COMMIT_SHA")]
+        commit: Option<String>,
+        /// The environment verified (recorded with the run).
+        #[arg(long, env = "INLET_ENV", default_value = "local")]
+        environment: String,
+    },
+}
+
+/// `inlet migrate`: applies pending migrations; `inlet migrate verify`: checks them.
 pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    match args.command {
+        None => apply(args.target).await,
+        Some(MigrateCommand::Verify {
+            target,
+            commit,
+            environment,
+        }) => verify(target, commit, &environment).await,
+    }
+}
+
+/// Applies pending migrations, each recorded with its SHA-256.
+async fn apply(args: MigrationTarget) -> anyhow::Result<()> {
     let migrations = migrate::load_dir(&args.dir)?;
     let mut client = db::connect(&args.database_url).await?;
     let report = migrate::apply(&mut client, &migrations).await?;
@@ -32,6 +69,61 @@ pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         report.already_applied
     );
     Ok(())
+}
+
+fn head_commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .map(|sha| sha.trim().to_owned())
+        .filter(|sha| sha.len() >= 7 && sha.bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+async fn verify(
+    args: MigrationTarget,
+    commit: Option<String>,
+    environment: &str,
+) -> anyhow::Result<()> {
+    let commit = commit.unwrap_or_else(head_commit).to_ascii_lowercase();
+    let valid_commit = commit == "unknown"
+        || ((7..=64).contains(&commit.len()) && commit.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !valid_commit {
+        bail!("--commit must be 7-64 hex digits or `unknown`");
+    }
+    let environment_ok = (1..=32).contains(&environment.len())
+        && environment
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if !environment_ok {
+        bail!("--environment must be 1-32 of [a-z0-9_-]");
+    }
+    let migrations = migrate::load_dir(&args.dir)?;
+    let client = db::connect(&args.database_url).await?;
+    let context = migrate::VerifyContext {
+        commit_sha: &commit,
+        environment,
+    };
+    let verification = migrate::verify(&client, &migrations, &context).await?;
+    for finding in &verification.findings {
+        println!("MISMATCH {finding}");
+    }
+    let short = &commit[..commit.len().min(12)];
+    if verification.matches() {
+        println!(
+            "migrations verified: {} match (commit {short}, {environment}, {} ms; recorded)",
+            verification.checked, verification.duration_ms
+        );
+        Ok(())
+    } else {
+        bail!(
+            "migrations differ from the database: {} difference(s) (commit {short}, {environment}; recorded)",
+            verification.findings.len()
+        )
+    }
 }
 
 #[derive(Subcommand)]

@@ -2,6 +2,7 @@
 //! local Lambda runtime. `main.rs` only parses arguments and dispatches.
 
 pub mod alerts;
+pub mod audit;
 pub mod companies;
 pub mod database;
 pub mod dlq;

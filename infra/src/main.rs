@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use inlet_infra::{alerts, companies, database, dlq, events, local, replay, send, sources};
+use inlet_infra::{alerts, audit, companies, database, dlq, events, local, replay, send, sources};
 
 #[derive(Parser)]
 #[command(
@@ -19,7 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Apply pending migrations (forward-only, each recorded with its SHA-256).
+    /// Apply pending migrations (forward-only, each recorded with its SHA-256); `verify`
+    /// compares them with the database and records the run.
     Migrate(database::MigrateArgs),
     /// Database checks.
     Db {
@@ -47,6 +48,8 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Operator alerts: `test` sends a synthetic failure down the real alert path.
     Alerts(alerts::AlertsArgs),
+    /// The audit log: `verify` recomputes its hash chains.
+    Audit(audit::AuditArgs),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -64,6 +67,7 @@ async fn main() -> ExitCode {
         Command::Dlq(args) => dlq::run(args).await,
         Command::Replay(args) => replay::run(args).await,
         Command::Alerts(args) => alerts::run(args).await,
+        Command::Audit(args) => audit::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -59,6 +59,14 @@ pub enum MigrateError {
         name: String,
         cause: tokio_postgres::Error,
     },
+    #[error(
+        "cannot record the verification ({findings} difference(s) found) in migration_verifications: {}; run `inlet migrate` first",
+        db_error_text(.cause)
+    )]
+    Record {
+        cause: tokio_postgres::Error,
+        findings: usize,
+    },
     #[error("migration bookkeeping failed: {0}")]
     Database(#[from] tokio_postgres::Error),
 }
@@ -196,6 +204,112 @@ async fn apply_locked(
         report.applied.push(migration.name.clone());
     }
     Ok(report)
+}
+
+/// What `inlet migrate verify` found: every way the repository's migrations and the database's
+/// record differ (empty when they match), and how long the check took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    pub checked: usize,
+    pub findings: Vec<String>,
+    pub duration_ms: i32,
+}
+
+impl Verification {
+    pub fn matches(&self) -> bool {
+        self.findings.is_empty()
+    }
+}
+
+/// Who ran a verification, recorded with it.
+#[derive(Debug, Clone)]
+pub struct VerifyContext<'a> {
+    /// The repository's commit (hex), or `unknown`.
+    pub commit_sha: &'a str,
+    /// e.g. `local`, `staging`, `production`.
+    pub environment: &'a str,
+}
+
+/// Compares every migration file (SHA-256 of its bytes) with `schema_migrations` and appends
+/// the run to `migration_verifications` (append-only). A mismatch is a finding, not an error:
+/// the caller decides the exit code; an error means the check could not run or be recorded.
+pub async fn verify(
+    client: &Client,
+    migrations: &[Migration],
+    context: &VerifyContext<'_>,
+) -> Result<Verification, MigrateError> {
+    let started = std::time::Instant::now();
+    let recorded_table: bool = client
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    let applied: BTreeMap<i32, (String, String)> = if recorded_table {
+        client
+            .query("SELECT version, name, sha256 FROM schema_migrations", &[])
+            .await?
+            .iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2))))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
+    let findings = differences(&applied, migrations);
+    let duration_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+    let result = if findings.is_empty() {
+        "match"
+    } else {
+        "mismatch"
+    };
+    client
+        .execute(
+            "INSERT INTO migration_verifications (commit_sha, environment, result, duration_ms, findings) \
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &context.commit_sha,
+                &context.environment,
+                &result,
+                &duration_ms,
+                &findings,
+            ],
+        )
+        .await
+        .map_err(|cause| MigrateError::Record {
+            cause,
+            findings: findings.len(),
+        })?;
+    Ok(Verification {
+        checked: migrations.len().max(applied.len()),
+        findings,
+        duration_ms,
+    })
+}
+
+/// Every difference between the recorded migrations and the files, one sentence each.
+fn differences(applied: &BTreeMap<i32, (String, String)>, migrations: &[Migration]) -> Vec<String> {
+    let files: BTreeMap<i32, &Migration> = migrations.iter().map(|m| (m.version, m)).collect();
+    let mut findings = Vec::new();
+    for (version, (name, recorded)) in applied {
+        match files.get(version) {
+            None => findings.push(format!(
+                "{name}: applied, but no such file in the repository"
+            )),
+            Some(file) if &file.sha256 != recorded => findings.push(format!(
+                "{}: changed since it was applied (recorded sha256 {recorded}, file sha256 {})",
+                file.name, file.sha256
+            )),
+            Some(file) if &file.name != name => findings.push(format!(
+                "{}: applied as {name} (renamed; same contents)",
+                file.name
+            )),
+            Some(_) => {}
+        }
+    }
+    for migration in migrations {
+        if !applied.contains_key(&migration.version) {
+            findings.push(format!("{}: not applied to this database", migration.name));
+        }
+    }
+    findings
 }
 
 /// The migrations still to apply, or why the recorded history and the files disagree.
@@ -350,5 +464,29 @@ mod tests {
         let (a, c, b) = (mig(1, "a"), mig(3, "c"), mig(2, "b"));
         let err = pending(&recorded(&[&a, &c]), &[a.clone(), b, c.clone()]).unwrap_err();
         assert!(matches!(err, MigrateError::OutOfOrder { .. }), "{err}");
+    }
+
+    #[test]
+    fn verification_names_a_changed_a_missing_and_an_unapplied_migration() {
+        let (a, b, c) = (mig(1, "a"), mig(2, "b"), mig(3, "c"));
+        assert!(differences(&recorded(&[&a, &b]), &[a.clone(), b.clone()]).is_empty());
+        let changed = Migration {
+            sha256: hex::encode(Sha256::digest(b"b2")),
+            ..b.clone()
+        };
+        let findings = differences(&recorded(&[&a, &b]), &[changed, c]);
+        assert_eq!(findings.len(), 3, "{findings:?}");
+        assert!(
+            findings[0].starts_with("001_m.sql: applied, but no such file"),
+            "{findings:?}"
+        );
+        assert!(
+            findings[1].starts_with("002_m.sql: changed since it was applied"),
+            "{findings:?}"
+        );
+        assert!(
+            findings[2].starts_with("003_m.sql: not applied"),
+            "{findings:?}"
+        );
     }
 }

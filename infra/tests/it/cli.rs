@@ -118,3 +118,147 @@ fn unreachable_emulator_is_reported_with_the_fix_within_bounded_time() {
     );
     assert!(message.contains("make services"), "{message}");
 }
+
+#[tokio::test]
+async fn migrate_verify_matches_then_fails_on_a_changed_migration_and_records_both_runs() {
+    let db = TestDb::create_empty().await;
+    let tmp = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(migrations_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, tmp.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let dir = tmp.path().to_str().unwrap();
+    let env = [
+        ("DATABASE_ADMIN_URL", db.admin_url.as_str()),
+        ("INLET_ENV", "staging"),
+    ];
+    assert!(inlet(&["migrate", "--dir", dir], &env).status.success());
+
+    let ok = inlet(
+        &["migrate", "verify", "--dir", dir, "--commit", "0123abcd"],
+        &env,
+    );
+    assert!(ok.status.success(), "{}", text(&ok));
+    assert!(
+        text(&ok).contains("match (commit 0123abcd, staging"),
+        "{}",
+        text(&ok)
+    );
+
+    std::fs::write(tmp.path().join("003_billing.sql"), "-- rewritten history\n").unwrap();
+    let bad = inlet(
+        &["migrate", "verify", "--dir", dir, "--commit", "0123abcd"],
+        &env,
+    );
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
+    assert!(
+        text(&bad).contains("MISMATCH 003_billing.sql: changed since it was applied"),
+        "{}",
+        text(&bad)
+    );
+
+    let admin = db.admin().await;
+    let runs = admin
+        .query(
+            "SELECT commit_sha, environment, result, duration_ms, findings \
+             FROM migration_verifications ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let runs: Vec<(String, String, String, i32, Vec<String>)> = runs
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(
+        (runs[0].0.as_str(), runs[0].1.as_str(), runs[0].2.as_str()),
+        ("0123abcd", "staging", "match")
+    );
+    assert!(runs[0].4.is_empty() && runs[0].3 >= 0);
+    assert_eq!(runs[1].2, "mismatch");
+    assert!(
+        runs[1].4[0].starts_with("003_billing.sql: changed"),
+        "{runs:?}"
+    );
+
+    // The record is append-only, for the owner too.
+    let err = admin
+        .execute("DELETE FROM migration_verifications", &[])
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("append-only") || format!("{err:?}").contains("append-only"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn migrate_verify_refuses_a_bad_commit_or_environment_and_records_nothing() {
+    let db = TestDb::create().await;
+    let dir = migrations_dir();
+    let dir = dir.to_str().unwrap();
+    let env = [("DATABASE_ADMIN_URL", db.admin_url.as_str())];
+    for (flag, value, says) in [
+        ("--commit", "'; DROP TABLE x; --", "--commit must be"),
+        ("--environment", "Prod uction", "--environment must be"),
+    ] {
+        let out = inlet(&["migrate", "verify", "--dir", dir, flag, value], &env);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(text(&out).contains(says), "{}", text(&out));
+    }
+    let admin = db.admin().await;
+    let n: i64 = admin
+        .query_one("SELECT count(*) FROM migration_verifications", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn audit_verify_names_the_row_a_superuser_altered_with_the_trigger_disabled() {
+    let db = TestDb::create().await;
+    let admin = db.admin().await;
+    admin
+        .batch_execute(
+            "INSERT INTO companies (company_id, name) VALUES ('co_a', 'A'), ('co_b', 'B');
+             SELECT record_audit('co_a', 'operator:alice', 'key.create', 'k' || n, NULL, '{}')
+               FROM generate_series(1, 5) n;
+             SELECT record_audit('co_b', 'operator:alice', 'key.create', 'kb', NULL, '{}');",
+        )
+        .await
+        .unwrap();
+    let env = [("DATABASE_ADMIN_URL", db.admin_url.as_str())];
+    let ok = inlet(&["audit", "verify"], &env);
+    assert!(ok.status.success(), "{}", text(&ok));
+    assert!(
+        text(&ok).contains("2 chain(s), 6 row(s), every link holds"),
+        "{}",
+        text(&ok)
+    );
+
+    admin
+        .batch_execute(
+            "ALTER TABLE audit_log DISABLE TRIGGER USER;
+             UPDATE audit_log SET target = 'k-forged' WHERE company_id = 'co_a' AND seq = 3;
+             ALTER TABLE audit_log ENABLE TRIGGER USER;",
+        )
+        .await
+        .unwrap();
+    let bad = inlet(&["audit", "verify"], &env);
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
+    assert!(
+        text(&bad).contains("BROKEN chain co_a at seq 3:") && text(&bad).contains("was altered"),
+        "{}",
+        text(&bad)
+    );
+    assert!(
+        text(&bad).contains("1 of 2 chain(s) broken"),
+        "{}",
+        text(&bad)
+    );
+    // The other company's chain alone still verifies.
+    let b = inlet(&["audit", "verify", "--company", "co_b"], &env);
+    assert!(b.status.success(), "{}", text(&b));
+}

@@ -81,6 +81,10 @@ fn fixture(table: &str) -> Option<&'static str> {
              INSERT INTO delivery_attempts (company_id, reminder_id, attempt, status_code) \
              SELECT $1, r.id, 1, 200 FROM r"
         }
+        "audit_log" => {
+            "INSERT INTO audit_log (company_id, actor, action, target) \
+             VALUES ($1, 'operator:matrix', 'test.fixture', $2)"
+        }
         "source_activity" => {
             "INSERT INTO source_activity (company_id, source_id, provider, events, first_received_at, \
              last_received_at) VALUES ($1, $2, 'stripe', 1, now(), now())"
@@ -88,6 +92,10 @@ fn fixture(table: &str) -> Option<&'static str> {
         _ => return None,
     })
 }
+
+/// Tenant tables the application role may only append to (no SELECT, UPDATE or DELETE at all):
+/// the matrix proves the insert policy and that every other verb is refused outright.
+const APPEND_ONLY: [&str; 1] = ["audit_log"];
 
 async fn count(client: &Client, sql: &str) -> i64 {
     client.query_one(sql, &[]).await.unwrap().get(0)
@@ -184,26 +192,20 @@ async fn every_tenant_table_isolates_tenants_for_every_verb() {
         let total_before = count(&admin, &format!("SELECT count(*) FROM {table}")).await;
         assert!(b_before >= 1, "{table}: fixture rows missing");
 
-        // SELECT
-        assert_eq!(
-            select_count(&mut app, None, &format!("SELECT count(*) FROM {table}")).await,
-            0,
-            "{table}: a session with no tenant must see no rows"
-        );
-        assert_eq!(
-            select_count(
-                &mut app,
-                Some(A),
-                &format!("SELECT count(*) FROM {table} WHERE company_id <> '{A}'")
-            )
-            .await,
-            0,
-            "{table}: tenant A must not see other tenants' rows"
-        );
-        assert!(
-            select_count(&mut app, Some(A), &format!("SELECT count(*) FROM {table}")).await >= 1,
-            "{table}: tenant A must see its own rows"
-        );
+        if APPEND_ONLY.contains(&table.as_str()) {
+            for probe in [
+                format!("SELECT count(*) FROM {table}"),
+                format!("UPDATE {table} SET company_id = company_id"),
+                format!("DELETE FROM {table}"),
+            ] {
+                assert!(
+                    is_rls_violation(as_tenant(&mut app, Some(A), &probe).await),
+                    "{table} is append-only: `{probe}` must be refused to the app role"
+                );
+            }
+        } else {
+            assert_readable_only_by_its_tenant(&mut app, table).await;
+        }
 
         // INSERT
         assert!(
@@ -224,45 +226,9 @@ async fn every_tenant_table_isolates_tenants_for_every_verb() {
             );
         }
 
-        // UPDATE
-        let touch_b =
-            format!("UPDATE {table} SET company_id = company_id WHERE company_id = '{B}'");
-        assert_eq!(
-            as_tenant(&mut app, Some(A), &touch_b).await.unwrap(),
-            0,
-            "{table}: tenant A must not update tenant B's rows"
-        );
-        assert_eq!(
-            as_tenant(
-                &mut app,
-                None,
-                &format!("UPDATE {table} SET company_id = company_id")
-            )
-            .await
-            .unwrap(),
-            0,
-            "{table}: a session with no tenant must update nothing"
-        );
-        let move_to_b = format!("UPDATE {table} SET company_id = '{B}' WHERE company_id = '{A}'");
-        assert!(
-            is_rls_violation(as_tenant(&mut app, Some(A), &move_to_b).await),
-            "{table}: tenant A must not hand a row to tenant B"
-        );
-
-        // DELETE
-        let delete_b = format!("DELETE FROM {table} WHERE company_id = '{B}'");
-        assert_eq!(
-            as_tenant(&mut app, Some(A), &delete_b).await.unwrap(),
-            0,
-            "{table}: tenant A must not delete tenant B's rows"
-        );
-        assert_eq!(
-            as_tenant(&mut app, None, &format!("DELETE FROM {table}"))
-                .await
-                .unwrap(),
-            0,
-            "{table}: a session with no tenant must delete nothing"
-        );
+        if !APPEND_ONLY.contains(&table.as_str()) {
+            assert_changed_only_by_its_tenant(&mut app, table).await;
+        }
 
         // Nothing of B's changed, and nothing at all persisted.
         assert_eq!(
@@ -276,6 +242,70 @@ async fn every_tenant_table_isolates_tenants_for_every_verb() {
             "{table}: rows changed"
         );
     }
+}
+
+async fn assert_readable_only_by_its_tenant(app: &mut Client, table: &str) {
+    // SELECT
+    assert_eq!(
+        select_count(app, None, &format!("SELECT count(*) FROM {table}")).await,
+        0,
+        "{table}: a session with no tenant must see no rows"
+    );
+    assert_eq!(
+        select_count(
+            app,
+            Some(A),
+            &format!("SELECT count(*) FROM {table} WHERE company_id <> '{A}'")
+        )
+        .await,
+        0,
+        "{table}: tenant A must not see other tenants' rows"
+    );
+    assert!(
+        select_count(app, Some(A), &format!("SELECT count(*) FROM {table}")).await >= 1,
+        "{table}: tenant A must see its own rows"
+    );
+}
+
+async fn assert_changed_only_by_its_tenant(app: &mut Client, table: &str) {
+    // UPDATE
+    let touch_b = format!("UPDATE {table} SET company_id = company_id WHERE company_id = '{B}'");
+    assert_eq!(
+        as_tenant(app, Some(A), &touch_b).await.unwrap(),
+        0,
+        "{table}: tenant A must not update tenant B's rows"
+    );
+    assert_eq!(
+        as_tenant(
+            app,
+            None,
+            &format!("UPDATE {table} SET company_id = company_id")
+        )
+        .await
+        .unwrap(),
+        0,
+        "{table}: a session with no tenant must update nothing"
+    );
+    let move_to_b = format!("UPDATE {table} SET company_id = '{B}' WHERE company_id = '{A}'");
+    assert!(
+        is_rls_violation(as_tenant(app, Some(A), &move_to_b).await),
+        "{table}: tenant A must not hand a row to tenant B"
+    );
+
+    // DELETE
+    let delete_b = format!("DELETE FROM {table} WHERE company_id = '{B}'");
+    assert_eq!(
+        as_tenant(app, Some(A), &delete_b).await.unwrap(),
+        0,
+        "{table}: tenant A must not delete tenant B's rows"
+    );
+    assert_eq!(
+        as_tenant(app, None, &format!("DELETE FROM {table}"))
+            .await
+            .unwrap(),
+        0,
+        "{table}: a session with no tenant must delete nothing"
+    );
 }
 
 #[tokio::test]
@@ -398,7 +428,10 @@ async fn empty_or_null_tenant_context_is_refused() {
 
 /// Who may execute each SECURITY DEFINER function (they cross tenants): a new one must be
 /// declared here, and no other role may execute it.
-const DEFINER_EXECUTORS: [(&str, &[&str]); 9] = [
+const DEFINER_EXECUTORS: [(&str, &[&str]); 11] = [
+    // A trigger function: it runs as the owner for whoever inserts; nobody calls it.
+    ("audit_chain", &[]),
+    ("record_audit", &[audit::OPS_ROLE]),
     ("claim_due_reminders", &[audit::SCHEDULER_ROLE]),
     ("release_reminders", &[audit::SCHEDULER_ROLE]),
     ("mark_silent_sources", &[audit::OPS_ROLE]),
