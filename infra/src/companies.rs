@@ -4,6 +4,7 @@
 use anyhow::{anyhow, bail};
 use clap::{Args, Subcommand};
 use inlet_core::CompanyId;
+use inlet_domain::audit::Actor;
 use inlet_domain::companies::{self, check_name, Settings};
 use inlet_postgres::Connection;
 use serde_json::Value;
@@ -82,7 +83,15 @@ pub async fn run(args: CompaniesArgs) -> anyhow::Result<()> {
                 None => Settings::default(),
             };
             let mut connection = connect(args.database_url).await?;
-            if companies::add(&mut connection, &company, &name, &settings).await? {
+            if companies::add(
+                &mut connection,
+                &Actor::operator_from_env(),
+                &company,
+                &name,
+                &settings,
+            )
+            .await?
+            {
                 println!("company {company} added");
             } else if exists_ok {
                 println!("company {company} exists");
@@ -150,7 +159,14 @@ pub async fn run(args: CompaniesArgs) -> anyhow::Result<()> {
                 ),
                 None => None,
             };
-            companies::update(&mut connection, &company, name, settings.as_ref()).await?;
+            companies::update(
+                &mut connection,
+                &Actor::operator_from_env(),
+                &company,
+                name,
+                settings.as_ref(),
+            )
+            .await?;
             println!("company {company} updated");
         }
     }

@@ -9,8 +9,10 @@ use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
 use inlet_adapters::aws::{queue_url, SqsDeadLetters};
 use inlet_core::clock::{age, now_ms};
+use inlet_domain::audit::Actor;
 use inlet_domain::ops::dead_letters::{self, Filter};
 use inlet_domain::ports::DeadMessage;
+use inlet_postgres::Connection;
 use inlet_webhooks::envelope::Envelope;
 
 use crate::template::Template;
@@ -43,6 +45,14 @@ impl Stack {
 pub struct DlqArgs {
     #[command(flatten)]
     stack: Stack,
+    /// The owner's connection: redrives and purges are written to the audit log.
+    #[arg(
+        long,
+        env = "DATABASE_ADMIN_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: DlqCommand,
 }
@@ -160,6 +170,49 @@ fn describe_filter(filter: &Filter) -> String {
     }
 }
 
+/// A connection for the audit row, before anything moves: a change that cannot be audited is
+/// not made.
+async fn audit_connection(url: Option<&str>, dry_run: bool) -> anyhow::Result<Option<Connection>> {
+    if dry_run {
+        return Ok(None);
+    }
+    let url = url.ok_or_else(|| {
+        anyhow!("redrives and purges are audited: give --database-url or DATABASE_ADMIN_URL (a dry run needs neither)")
+    })?;
+    Ok(Some(Connection::from(inlet_postgres::connect(url).await?)))
+}
+
+/// One row on the audit log's system chain: a DLQ holds many tenants' letters.
+async fn audit_moved(
+    connection: Option<&mut Connection>,
+    action: &'static str,
+    moved: &[(String, &DeadMessage)],
+) -> anyhow::Result<()> {
+    let Some(connection) = connection else {
+        return Ok(());
+    };
+    if moved.is_empty() {
+        return Ok(());
+    }
+    let mut by_queue_and_code: std::collections::BTreeMap<String, usize> = Default::default();
+    for (dlq, message) in moved {
+        *by_queue_and_code
+            .entry(format!("{dlq}/{}", message.code()))
+            .or_default() += 1;
+    }
+    let details =
+        serde_json::json!({ "messages": moved.len(), "by_queue_and_code": by_queue_and_code });
+    let actor = Actor::operator_from_env().to_string();
+    let tx = connection.tx().await?;
+    tx.execute(
+        "SELECT record_audit(NULL, $1, $2, '', NULL, $3)",
+        &[&actor, &action, &details],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
     let config = inlet_adapters::aws::sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&config);
@@ -240,6 +293,8 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
                 company,
             };
             let described = describe_filter(&filter);
+            let mut audit = audit_connection(args.database_url.as_deref(), dry_run).await?;
+            let mut audited = Vec::new();
             let mut total = 0;
             for (dlq, source) in queues(stack, queue.as_deref())? {
                 let dlq_url = url(&dlq).await?;
@@ -274,7 +329,11 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
                     println!("left {dlq} {id}: the queue it came from is unknown");
                 }
                 total += moved.moved.len();
+                audited.extend(moved.moved.into_iter().map(|m| (dlq.clone(), m)));
             }
+            let refs: Vec<(String, &DeadMessage)> =
+                audited.iter().map(|(q, m)| (q.clone(), m)).collect();
+            audit_moved(audit.as_mut(), "dlq.redrive", &refs).await?;
             if total == 0 {
                 bail!("no dead letter matches {described}; nothing moved");
             }
@@ -290,6 +349,8 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
             dry_run,
         } => {
             let older_than_ms = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
+            let mut audit = audit_connection(args.database_url.as_deref(), dry_run).await?;
+            let mut audited = Vec::new();
             let mut total = 0;
             for (dlq, _) in queues(stack, queue.as_deref())? {
                 let dlq_url = url(&dlq).await?;
@@ -305,7 +366,11 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
                     );
                 }
                 total += purged.len();
+                audited.extend(purged.into_iter().map(|m| (dlq.clone(), m)));
             }
+            let refs: Vec<(String, &DeadMessage)> =
+                audited.iter().map(|(q, m)| (q.clone(), m)).collect();
+            audit_moved(audit.as_mut(), "dlq.purge", &refs).await?;
             if total == 0 {
                 bail!(
                     "no dead letter is older than {}; nothing deleted",

@@ -7,6 +7,7 @@ use clap::Args;
 use inlet_adapters::aws::{queue_url, SqsQueue};
 use inlet_core::crypto::KeyRing;
 use inlet_core::CompanyId;
+use inlet_domain::audit::Actor;
 use inlet_domain::ops::replay::{self, Selection};
 use inlet_postgres::Connection;
 
@@ -117,7 +118,15 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
         queue_url(&sqs, &events_queue).await?,
         args.max_message_bytes,
     );
-    let replayed = replay::replay(&mut connection, &queue, &keys, &selection, args.dry_run).await?;
+    let replayed = replay::replay(
+        &mut connection,
+        &Actor::operator_from_env(),
+        &queue,
+        &keys,
+        &selection,
+        args.dry_run,
+    )
+    .await?;
     if replayed.selected.is_empty() {
         bail!("no event matches; nothing replayed");
     }

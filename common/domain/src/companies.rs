@@ -8,10 +8,12 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use inlet_core::{CompanyId, Failure};
 use inlet_postgres::{Connection, Tenant};
+
+use crate::audit::{self, Actor, Entry};
 
 /// Retention of ledger rows, in days: at least a week, so late provider retries still dedupe.
 pub const MIN_RETENTION_DAYS: u32 = 7;
@@ -259,9 +261,10 @@ pub async fn exists(connection: &mut Connection, company: &CompanyId) -> Result<
     Ok(tenant == Tenant::Known)
 }
 
-/// Creates a company. `Ok(false)` when it already exists (nothing is changed then).
+/// Creates a company, audited. `Ok(false)` when it already exists (nothing is changed then).
 pub async fn add(
     connection: &mut Connection,
+    actor: &Actor,
     company: &CompanyId,
     name: &str,
     settings: &Settings,
@@ -274,8 +277,30 @@ pub async fn add(
             &[&name, &settings.to_json()],
         )
         .await?;
+    if inserted == 1 {
+        audit::record(
+            &tx,
+            &Entry {
+                company: Some(company),
+                actor,
+                action: "company.add",
+                target: company.as_str(),
+                request_id: None,
+                details: json!({ "settings": setting_names(&settings.to_json()) }),
+            },
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(inserted == 1)
+}
+
+/// The keys of a settings object: what changed, without the values.
+fn setting_names(settings: &Value) -> Vec<String> {
+    settings
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
 /// One company, or None.
@@ -301,9 +326,10 @@ pub async fn get(
     }))
 }
 
-/// Changes a company's name and/or settings (already merged and checked).
+/// Changes a company's name and/or settings (already merged and checked), audited.
 pub async fn update(
     connection: &mut Connection,
+    actor: &Actor,
     company: &CompanyId,
     name: Option<&str>,
     settings: Option<&Settings>,
@@ -316,6 +342,23 @@ pub async fn update(
             &[&name, &settings.map(Settings::to_json)],
         )
         .await?;
+    if changed == 1 {
+        audit::record(
+            &tx,
+            &Entry {
+                company: Some(company),
+                actor,
+                action: "company.set",
+                target: company.as_str(),
+                request_id: None,
+                details: json!({
+                    "name": name.is_some(),
+                    "settings": settings.map(|s| setting_names(&s.to_json())),
+                }),
+            },
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(changed == 1)
 }
@@ -323,7 +366,6 @@ pub async fn update(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn known_settings_of_the_right_types_are_accepted() {

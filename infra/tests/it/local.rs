@@ -761,4 +761,26 @@ async fn companies_refuse_bad_ids_names_and_settings_naming_the_field_and_write_
         .unwrap()
         .get(0);
     assert_eq!(settings, r#"Acme {"reminder_channel": "email"}"#);
+    // The add and the one accepted set are audited (refusals and the no-op add are not), with
+    // the names of the settings and never their values.
+    let audited: Vec<String> = db
+        .admin()
+        .await
+        .query(
+            "SELECT action || ' ' || target || ' ' || details::text FROM audit_log \
+              WHERE company_id = 'co_a' ORDER BY seq",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        audited,
+        [
+            r#"company.add co_a {"settings": []}"#,
+            r#"company.set co_a {"name": false, "settings": ["reminder_channel"]}"#
+        ]
+    );
 }

@@ -183,6 +183,26 @@ async fn an_operator_sorts_redrives_purges_and_replays_with_clear_refusals() {
         ok && listed(&output).is_empty() && output.contains("EventsDLQ      (empty)"),
         "{output}"
     );
+    // The redrive and the purge are on the audit log's system chain (dry runs are not).
+    let audited: Vec<String> = db
+        .admin()
+        .await
+        .query(
+            "SELECT action || ' ' || details::text FROM audit_log \
+              WHERE company_id IS NULL AND action LIKE 'dlq.%' ORDER BY seq",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(audited.len(), 2, "{audited:?}");
+    assert!(
+        audited[0].starts_with("dlq.redrive ") && audited[0].contains(r#""messages": 1"#),
+        "{audited:?}"
+    );
+    assert!(audited[1].starts_with("dlq.purge "), "{audited:?}");
 
     // Replay: the dry run counts and names; the replay re-applies once; the ledger counts it.
     let event_id: String = db

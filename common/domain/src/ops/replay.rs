@@ -6,8 +6,10 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use inlet_core::crypto::{context, KeyRing};
-use inlet_core::Failure;
+use inlet_core::{CompanyId, Failure};
 use inlet_postgres::Connection;
+
+use crate::audit::{self, Actor, Entry};
 use inlet_webhooks::envelope::{BodyEncoding, Envelope, EnvelopeMeta, ENVELOPE_VERSION};
 use inlet_webhooks::intake::{EventQueue, QueueError};
 
@@ -164,9 +166,11 @@ pub struct Replayed {
 }
 
 /// Selects, checks every payload is still there and opens (nothing is sent otherwise), then
-/// enqueues each as a replay. `dry_run` selects and checks only.
+/// enqueues each as a replay. `dry_run` selects and checks only. What was sent is audited, one
+/// row per company, even when the queue failed part way.
 pub async fn replay(
     connection: &mut Connection,
+    actor: &Actor,
     queue: &impl EventQueue,
     keys: &KeyRing,
     selection: &Selection,
@@ -194,12 +198,57 @@ pub async fn replay(
     if dry_run {
         return Ok(replayed);
     }
+    let mut sent = Ok(());
     for envelope in &envelopes {
-        queue.enqueue(envelope).await.map_err(|e| match e {
-            QueueError::TooLarge => ReplayError::Queue("the envelope is too large".into()),
-            QueueError::Unavailable(e) => ReplayError::Queue(e),
-        })?;
+        if let Err(e) = queue.enqueue(envelope).await {
+            sent = Err(match e {
+                QueueError::TooLarge => ReplayError::Queue("the envelope is too large".into()),
+                QueueError::Unavailable(e) => ReplayError::Queue(e),
+            });
+            break;
+        }
         replayed.enqueued += 1;
     }
-    Ok(replayed)
+    audit_sent(
+        connection,
+        actor,
+        &replayed.selected[..replayed.enqueued],
+        selection,
+    )
+    .await?;
+    sent.map(|()| replayed)
+}
+
+/// One audit row per company for the events sent: their count, and the event id when the
+/// selection named one.
+async fn audit_sent(
+    connection: &mut Connection,
+    actor: &Actor,
+    sent: &[(String, String)],
+    selection: &Selection,
+) -> Result<(), Failure> {
+    let mut per_company: BTreeMap<&str, usize> = BTreeMap::new();
+    for (company, _) in sent {
+        *per_company.entry(company.as_str()).or_default() += 1;
+    }
+    for (company, count) in per_company {
+        let Ok(company) = CompanyId::parse(company) else {
+            continue;
+        };
+        let (tx, _) = connection.tenant_tx(&company).await?;
+        audit::record(
+            &tx,
+            &Entry {
+                company: Some(&company),
+                actor,
+                action: "replay",
+                target: selection.event_id.as_deref().unwrap_or("selection"),
+                request_id: None,
+                details: serde_json::json!({ "events": count }),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(())
 }

@@ -1,7 +1,8 @@
 //! Retention (daily): ledger rows and delivery attempts older than each company's retention are
 //! deleted, sealed payloads older than its payload retention dropped (the row stays, still
 //! deduplicating). In bounded batches, each its own transaction, until nothing is left or the
-//! time budget is spent (the next run goes on); every committed batch is counted.
+//! time budget is spent (the next run goes on); every committed batch is counted, and the run's
+//! counts are written to the audit log's system chain.
 
 use std::time::{Duration, Instant};
 
@@ -37,7 +38,10 @@ pub async fn run(
     for (step, sql) in STEPS.iter().enumerate() {
         loop {
             if started.elapsed() >= budget {
-                return Ok(report);
+                return match audit_run(connection, &report).await {
+                    Ok(()) => Ok(report),
+                    Err(failure) => Err((report, failure)),
+                };
             }
             let done = async {
                 let tx = connection.tx().await?;
@@ -58,5 +62,25 @@ pub async fn run(
         }
     }
     report.complete = true;
-    Ok(report)
+    match audit_run(connection, &report).await {
+        Ok(()) => Ok(report),
+        Err(failure) => Err((report, failure)),
+    }
+}
+
+/// The run's counts, on the system chain (retention crosses tenants).
+async fn audit_run(connection: &mut Connection, report: &Report) -> Result<(), Failure> {
+    let details = serde_json::json!({
+        "events_deleted": report.events_deleted,
+        "payloads_dropped": report.payloads_dropped,
+        "attempts_deleted": report.attempts_deleted,
+    });
+    let tx = connection.tx().await?;
+    tx.execute(
+        "SELECT record_audit(NULL, 'function:retention', 'retention.run', '', NULL, $1)",
+        &[&details],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }

@@ -11,6 +11,7 @@ use inlet_adapters::aws::{lambda_record, SqsDeadLetters, SqsRedelivery};
 use inlet_core::clock::now_ms;
 use inlet_core::crypto::KeyRing;
 use inlet_core::StoreError;
+use inlet_domain::audit::Actor;
 use inlet_domain::ops::{dead_letters, digest, replay, retention, watchdog};
 use inlet_domain::ports::{Alerts, BoxFuture, DeadLetterQueue, DeadMessage, Received, Severity};
 use inlet_domain::{process, Processed, Projections};
@@ -24,6 +25,10 @@ use inlet_webhooks::intake::{EventQueue, QueueError};
 use inlet_webhooks::providers::Provider;
 
 use crate::projection_fixtures::{envelope, fixture_path};
+
+fn operator() -> Actor {
+    Actor::Operator("test-operator".into())
+}
 
 const COMPANY: &str = "co_fixtures";
 
@@ -246,10 +251,21 @@ async fn replay_and_process(
 ) -> Vec<Processed> {
     let mut owner = Connection::from(db.admin().await);
     let queue = Captured::default();
-    let replayed = replay::replay(&mut owner, &queue, &keys(), selection, false)
+    let replayed = replay::replay(&mut owner, &operator(), &queue, &keys(), selection, false)
         .await
         .unwrap();
     assert_eq!(replayed.enqueued, replayed.selected.len());
+    // Audited: one row per company, as many events as were sent.
+    let audited: i64 = owner
+        .query_one(
+            "SELECT coalesce(sum((details->>'events')::bigint), 0)::bigint FROM audit_log \
+              WHERE action = 'replay' AND actor = 'operator:test-operator'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(audited >= replayed.enqueued as i64, "{audited} audited");
     let mut app = Connection::from(db.app().await);
     let mut outcomes = Vec::new();
     let sent = std::mem::take(&mut *queue.0.lock().unwrap());
@@ -403,7 +419,7 @@ async fn a_replay_older_than_its_objects_newest_event_is_stale_and_a_dry_run_cha
         limit: 100,
         ..replay::Selection::default()
     };
-    let dry = replay::replay(&mut owner, &queue, &keys(), &selection, true)
+    let dry = replay::replay(&mut owner, &operator(), &queue, &keys(), &selection, true)
         .await
         .unwrap();
     assert_eq!(dry.selected.len(), 2);
@@ -437,6 +453,7 @@ async fn a_replay_whose_payload_was_dropped_is_refused_and_sends_nothing() {
     let queue = Captured::default();
     let refused = replay::replay(
         &mut owner,
+        &operator(),
         &queue,
         &keys(),
         &one_event(&paid.meta.event_id),
@@ -755,6 +772,23 @@ async fn retention_deletes_old_rows_drops_old_payloads_and_keeps_new_rows_dedupl
     // Nothing left: a second run does nothing and rescans nothing.
     let again = retention::run(&mut ops, 5000, budget).await.unwrap();
     assert_eq!((again.events_deleted, again.payloads_dropped), (0, 0));
+    // Each run is on the audit log's system chain, with its counts.
+    let runs: Vec<serde_json::Value> = db
+        .admin()
+        .await
+        .query(
+            "SELECT details FROM audit_log WHERE company_id IS NULL AND action = 'retention.run' \
+              AND actor = 'function:retention' ORDER BY seq",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(runs[0]["events_deleted"], 50_000);
+    assert_eq!(runs[1]["events_deleted"], 0);
 
     // A kept row still deduplicates its event.
     let mut kept = envelope(Provider::Stripe, "invoice.paid", b"{}".to_vec());
