@@ -8,6 +8,7 @@ pub mod database;
 pub mod dlq;
 pub mod events;
 pub mod http;
+pub mod keys;
 pub mod local;
 pub mod replay;
 pub mod resources;

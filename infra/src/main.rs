@@ -4,7 +4,9 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use inlet_infra::{alerts, audit, companies, database, dlq, events, local, replay, send, sources};
+use inlet_infra::{
+    alerts, audit, companies, database, dlq, events, keys, local, replay, send, sources,
+};
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +33,8 @@ enum Command {
     Status(database::StatusArgs),
     /// Companies (tenants): add, list, show, set. Onboarding starts here.
     Companies(companies::CompaniesArgs),
+    /// Tenant API keys: create (shown once), list, revoke.
+    Keys(keys::KeysArgs),
     /// Webhook sources: add, list, show, rotate, disable, enable, seed-demo.
     Sources(sources::SourcesArgs),
     /// The sample events in events/.
@@ -60,6 +64,7 @@ async fn main() -> ExitCode {
         Command::Db { command } => database::db(command).await,
         Command::Status(args) => database::status(args).await,
         Command::Companies(args) => companies::run(args).await,
+        Command::Keys(args) => keys::run(args).await,
         Command::Sources(args) => sources::run(args).await,
         Command::Events { command } => events::command(command),
         Command::Local(args) => local::cli::command(args).await,

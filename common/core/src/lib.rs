@@ -4,6 +4,7 @@
 //! invariant:** no async runtime, no network, database or AWS crate; everything here is
 //! testable as plain functions.
 
+pub mod api_key;
 pub mod clock;
 pub mod config;
 pub mod crypto;

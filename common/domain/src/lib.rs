@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod companies;
 pub mod events;
+pub mod keys;
 pub mod ledger;
 pub mod money;
 pub mod ops;

@@ -45,6 +45,32 @@ pub fn with_dbname(url: &str, dbname: &str) -> String {
     }
 }
 
+/// Which of `needles` occur anywhere in the database's data: `pg_dump --data-only` of every
+/// table (text and jsonb as text, bytea as hex; a needle given as hex finds raw bytes). For
+/// "this value is stored nowhere" checks: a new table or column is searched without a change.
+pub fn database_holds<'n>(admin_url: &str, needles: &[&'n str]) -> Vec<&'n str> {
+    let bin = PathBuf::from(required_env("PG_BIN"));
+    let output = std::process::Command::new(bin.join("pg_dump"))
+        .args(["--data-only", "--no-owner", "--dbname", admin_url])
+        .output()
+        .expect("run pg_dump");
+    assert!(
+        output.status.success(),
+        "pg_dump failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let dump = String::from_utf8_lossy(&output.stdout).to_lowercase();
+    assert!(
+        dump.contains("copy public.companies"),
+        "the dump holds the tables"
+    );
+    needles
+        .iter()
+        .copied()
+        .filter(|needle| dump.contains(&needle.to_lowercase()))
+        .collect()
+}
+
 /// A fresh database with every migration applied. The local cluster is throwaway
 /// (`make reset` removes it); `make test` drops leftovers from earlier runs first.
 pub struct TestDb {

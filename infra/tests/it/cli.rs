@@ -262,3 +262,151 @@ async fn audit_verify_names_the_row_a_superuser_altered_with_the_trigger_disable
     let b = inlet(&["audit", "verify", "--company", "co_b"], &env);
     assert!(b.status.success(), "{}", text(&b));
 }
+
+#[tokio::test]
+async fn keys_are_printed_once_listed_without_secret_revoked_and_bad_input_writes_nothing() {
+    let db = TestDb::create().await;
+    let admin = db.admin().await;
+    admin
+        .batch_execute("INSERT INTO companies (company_id, name) VALUES ('co_a', 'A')")
+        .await
+        .unwrap();
+    let env = [
+        ("DATABASE_ADMIN_URL", db.admin_url.as_str()),
+        ("INLET_OPERATOR", "alice"),
+        ("RUST_LOG", "debug"),
+    ];
+    for (args, says) in [
+        (
+            vec![
+                "keys",
+                "create",
+                "--company",
+                "co_a",
+                "--scopes",
+                "events:write",
+            ],
+            "unknown scope \"events:write\"",
+        ),
+        (
+            vec![
+                "keys",
+                "create",
+                "--company",
+                "co_nobody",
+                "--scopes",
+                "admin",
+            ],
+            "company co_nobody does not exist",
+        ),
+        (
+            vec![
+                "keys",
+                "create",
+                "--company",
+                "co_a",
+                "--scopes",
+                "admin",
+                "--expires",
+                "yesterday",
+            ],
+            "a duration (90d, 12h) or an RFC 3339 time",
+        ),
+        (
+            vec![
+                "keys",
+                "create",
+                "--company",
+                "co_a",
+                "--scopes",
+                "admin",
+                "--expires",
+                "2020-01-01T00:00:00Z",
+            ],
+            "not in the future",
+        ),
+        (
+            vec!["keys", "create", "--company", "co a", "--scopes", "admin"],
+            "--company \"co a\"",
+        ),
+        (
+            vec!["keys", "revoke", "--company", "co_a", "0123456789abcdef"],
+            "no key 0123456789abcdef for co_a",
+        ),
+    ] {
+        let out = inlet(&args, &env);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(says), "{args:?}: {}", text(&out));
+    }
+    let n: i64 = admin
+        .query_one("SELECT count(*) FROM api_keys", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+
+    let created = inlet(
+        &[
+            "keys",
+            "create",
+            "--company",
+            "co_a",
+            "--scopes",
+            "events:read,payloads:read",
+            "--expires",
+            "30d",
+            "--name",
+            "billing sync",
+        ],
+        &env,
+    );
+    assert!(created.status.success(), "{}", text(&created));
+    let token = String::from_utf8(created.stdout.clone())
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(token.starts_with("ink_") && token.len() == 85, "{token}");
+    let key_id = &token[4..20];
+    // Printed once on stdout; stderr (where logs go) names the id, never the key.
+    let stderr = String::from_utf8_lossy(&created.stderr);
+    assert!(
+        stderr.contains(key_id) && !stderr.contains(&token[21..]),
+        "{stderr}"
+    );
+
+    let listed = inlet(&["keys", "list", "--company", "co_a"], &env);
+    assert!(listed.status.success(), "{}", text(&listed));
+    let listed = text(&listed);
+    assert!(
+        listed.contains(key_id) && listed.contains("billing sync"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("events:read,payloads:read") && listed.contains("last used never"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&token[21..]), "{listed}");
+
+    let revoked = inlet(&["keys", "revoke", "--company", "co_a", key_id], &env);
+    assert!(
+        text(&revoked).contains(&format!("key {key_id} revoked")),
+        "{}",
+        text(&revoked)
+    );
+    let listed = text(&inlet(&["keys", "list", "--company", "co_a"], &env));
+    assert!(listed.contains("revoked 20"), "{listed}");
+    let actors: Vec<String> = admin
+        .query(
+            "SELECT actor || ' ' || action FROM audit_log ORDER BY seq",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        actors,
+        ["operator:alice key.create", "operator:alice key.revoke"]
+    );
+}

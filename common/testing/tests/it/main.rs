@@ -1,6 +1,7 @@
 //! The library's integration suite: every layer against the real local services (`make test`
 //! starts them). One test binary for all of it: it links once.
 
+mod api_keys;
 mod audit_log;
 mod batch_ledger;
 mod connection;

@@ -81,6 +81,10 @@ fn fixture(table: &str) -> Option<&'static str> {
              INSERT INTO delivery_attempts (company_id, reminder_id, attempt, status_code) \
              SELECT $1, r.id, 1, 200 FROM r"
         }
+        "api_keys" => {
+            "INSERT INTO api_keys (key_id, company_id, secret_sha256, scopes) \
+             VALUES (substr(md5($1 || $2), 1, 16), $1, sha256(convert_to($2, 'UTF8')), ARRAY['admin'])"
+        }
         "audit_log" => {
             "INSERT INTO audit_log (company_id, actor, action, target) \
              VALUES ($1, 'operator:matrix', 'test.fixture', $2)"
@@ -428,7 +432,9 @@ async fn empty_or_null_tenant_context_is_refused() {
 
 /// Who may execute each SECURITY DEFINER function (they cross tenants): a new one must be
 /// declared here, and no other role may execute it.
-const DEFINER_EXECUTORS: [(&str, &[&str]); 11] = [
+const DEFINER_EXECUTORS: [(&str, &[&str]); 12] = [
+    // Authentication: finds a key's company before any tenant context exists.
+    ("api_key_lookup", &[audit::APP_ROLE]),
     // A trigger function: it runs as the owner for whoever inserts; nobody calls it.
     ("audit_chain", &[]),
     ("record_audit", &[audit::OPS_ROLE]),
