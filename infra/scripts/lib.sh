@@ -15,6 +15,9 @@ SAM_PIP=("aws-sam-cli==1.170.0")
 CFNLINT_PIP=("cfn-lint==1.53.3")   # 1.54+ stopped transforming SAM templates
 # bench-intake's peer: the intake a team would write with Powertools for AWS Lambda (Python).
 PEER_PIP=("aws-lambda-powertools==3.37.0" "stripe==16.1.0" "boto3==1.44.8")
+# The tenant API's contract checks: schemathesis against the served document, and a validator
+# of the document itself (OpenAPI 3.1).
+SCHEMATHESIS_PIP=("schemathesis==4.32.5" "openapi-spec-validator==0.9.0")
 CARGO_LAMBDA_PIP=("cargo-lambda==1.9.2" "ziglang==0.14.1")   # make package: sam build's Rust builder
 
 # ensure_venv NAME PIP_ARGS... : a venv under .local/tools/NAME with exactly these packages.

@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$REPO_ROOT"
 
 "$REPO_ROOT/infra/scripts/tools.sh" rust
+# The tenant API's contract run needs schemathesis (its test finds the venv through tools.sh).
+"$REPO_ROOT/infra/scripts/tools.sh" schemathesis >/dev/null
 "$REPO_ROOT/infra/scripts/services.sh" up
 # shellcheck disable=SC1091
 . "$LOCAL_DIR/env"

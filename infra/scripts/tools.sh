@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the project's tools where they are missing and prints where they are.
-#   tools.sh moto|sam|cfn-lint|peer|cargo-lambda -> prints the venv's bin directory
+#   tools.sh moto|sam|cfn-lint|peer|schemathesis|cargo-lambda -> prints the venv's bin directory
 #   tools.sh rust                -> makes sure rustfmt, clippy and cargo-nextest exist
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -10,6 +10,7 @@ case "${1:-}" in
     sam)      ensure_venv sam "${SAM_PIP[@]}" ;;
     cfn-lint) ensure_venv cfn-lint "${CFNLINT_PIP[@]}" ;;
     peer)     ensure_venv peer "${PEER_PIP[@]}" ;;
+    schemathesis) ensure_venv schemathesis "${SCHEMATHESIS_PIP[@]}" ;;
     cargo-lambda) ensure_venv cargo-lambda "${CARGO_LAMBDA_PIP[@]}" ;;
     rust)
         command -v cargo >/dev/null || die "cargo is missing: install Rust with rustup (https://rustup.rs)"
@@ -22,5 +23,5 @@ case "${1:-}" in
             cargo install --locked cargo-nextest >&2
         fi
         ;;
-    *) die "usage: tools.sh moto|sam|cfn-lint|peer|cargo-lambda|rust" ;;
+    *) die "usage: tools.sh moto|sam|cfn-lint|peer|schemathesis|cargo-lambda|rust" ;;
 esac

@@ -100,6 +100,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     }
     let selection = Selection {
         event_id: args.event,
+        row_id: None,
         company: args.company,
         provider: args.provider,
         event_type: args.event_type,

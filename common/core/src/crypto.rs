@@ -187,6 +187,12 @@ pub mod context {
 
     /// A reminder link's click token.
     pub const CLICK_TOKEN: &[u8] = b"inlet/click-token/v1";
+
+    /// A tenant API pagination cursor: bound to its company, so another tenant's cursor (or
+    /// one tampered with) does not open.
+    pub fn api_cursor(company_id: &str, list: &str) -> Vec<u8> {
+        format!("inlet/api-cursor/v1/{company_id}/{list}").into_bytes()
+    }
 }
 
 #[cfg(test)]

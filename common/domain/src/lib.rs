@@ -4,12 +4,14 @@
 //! - [`projections`]: what each provider's events change (members, memberships, payments,
 //!   recovery cases), registered by provider and event type;
 //! - [`reminders`]: payment-recovery reminders (scheduling, rendering, A/B, delivery outcomes);
+//! - [`api`]: what the tenant API reads, in the caller's tenant transaction;
 //! - [`audit`]: the tamper-evident audit log, written with the action it records;
 //! - [`ports`]: the only doors to the outside (queues, delivery channels, circuit breaker).
 //!
 //! **Architecture invariant:** no AWS SDK, no HTTP client, no Lambda type. SQL lives here; the
 //! connection plumbing is inlet-postgres.
 
+pub mod api;
 pub mod audit;
 pub mod companies;
 pub mod events;

@@ -14,5 +14,6 @@ pub mod process_events;
 pub mod schedule_reminders;
 pub mod send_reminders;
 pub mod telemetry;
+pub mod tenant_api;
 pub mod track_click;
 pub mod webhook;

@@ -35,6 +35,16 @@ impl Route {
         format!("{} {}", self.method, self.path)
     }
 
+    /// The order in which API Gateway (HTTP API) tries routes, lowest first: literal paths,
+    /// then paths with variables (fewer first), then greedy `{name+}` paths; within each, a
+    /// route of one method before `ANY`.
+    pub fn precedence(&self) -> (bool, usize, bool) {
+        let segments: Vec<&str> = self.path.split('/').collect();
+        let greedy = segments.iter().any(|s| s.ends_with("+}"));
+        let variables = segments.iter().filter(|s| s.starts_with('{')).count();
+        (greedy, variables, self.method == "ANY")
+    }
+
     /// The path parameters when `method` and `path` match this route.
     pub fn matches(&self, method: &str, path: &str) -> Option<BTreeMap<String, String>> {
         if self.method != "ANY" && !self.method.eq_ignore_ascii_case(method) {

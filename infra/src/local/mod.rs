@@ -186,6 +186,8 @@ pub fn prepare(options: &Options, gateway_url: &str) -> anyhow::Result<(Stack, L
             output.clone(),
         )));
     }
+    // API Gateway tries the most specific route first, whatever the template's order.
+    routes.sort_by_key(Route::precedence);
     Ok((
         Stack {
             functions,

@@ -4,3 +4,4 @@ mod cli;
 mod functions;
 mod local;
 mod operations;
+mod tenant_api;

@@ -18,6 +18,8 @@ use inlet_webhooks::intake::{EventQueue, QueueError};
 pub struct Selection {
     /// The provider's event id.
     pub event_id: Option<String>,
+    /// The ledger's row id (what the tenant API calls an event's id).
+    pub row_id: Option<i64>,
     pub company: Option<String>,
     pub provider: Option<String>,
     pub event_type: Option<String>,
@@ -81,10 +83,17 @@ pub async fn select(
             AND ($5::text IS NULL OR status = $5)
             AND ($6::text IS NULL OR received_at >= $6::text::timestamptz)
             AND ($7::text IS NULL OR received_at < $7::text::timestamptz)
+            AND ($9::bigint IS NULL OR id = $9)
           ORDER BY received_at, id
           LIMIT $8"
     );
-    let tx = connection.tx().await?;
+    // In the company's own context when there is one: the application role (the tenant API)
+    // sees nothing otherwise; the owner sees every tenant without one.
+    let tx = match selection.company.as_deref().map(CompanyId::parse) {
+        Some(Ok(company)) => connection.tenant_tx(&company).await?.0,
+        Some(Err(_)) => return Ok(Vec::new()),
+        None => connection.tx().await?,
+    };
     let rows = tx
         .query(
             SQL,
@@ -97,6 +106,7 @@ pub async fn select(
                 &selection.since,
                 &selection.until,
                 &selection.limit.clamp(0, 100_000),
+                &selection.row_id,
             ],
         )
         .await?;

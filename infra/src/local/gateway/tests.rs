@@ -9,6 +9,27 @@ fn route(method: &str, path: &str) -> Route {
 }
 
 #[test]
+fn literal_routes_come_before_variables_and_greedy_routes_last_as_api_gateway_tries_them() {
+    let mut routes = [
+        route("ANY", "/v1/{proxy+}"),
+        route("GET", "/v1/events/{id}"),
+        route("POST", "/v1/events/replay"),
+        route("GET", "/v1/events"),
+    ];
+    routes.sort_by_key(Route::precedence);
+    let keys: Vec<String> = routes.iter().map(Route::key).collect();
+    assert_eq!(
+        keys,
+        [
+            "POST /v1/events/replay",
+            "GET /v1/events",
+            "GET /v1/events/{id}",
+            "ANY /v1/{proxy+}"
+        ]
+    );
+}
+
+#[test]
 fn routes_match_method_and_path_with_parameters() {
     let r = route("POST", "/webhooks/stripe/{source_id}");
     assert_eq!(
