@@ -10,6 +10,7 @@ pub mod events;
 pub mod http;
 pub mod keys;
 pub mod local;
+pub mod privacy;
 pub mod replay;
 pub mod resources;
 pub mod runtime;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use inlet_infra::{
-    alerts, audit, companies, database, dlq, events, keys, local, replay, send, sources,
+    alerts, audit, companies, database, dlq, events, keys, local, privacy, replay, send, sources,
 };
 
 #[derive(Parser)]
@@ -54,6 +54,8 @@ enum Command {
     Alerts(alerts::AlertsArgs),
     /// The audit log: `verify` recomputes its hash chains.
     Audit(audit::AuditArgs),
+    /// A member's data: `export` (NDJSON on stdout) or `erase` (everywhere).
+    Privacy(privacy::PrivacyArgs),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -73,6 +75,7 @@ async fn main() -> ExitCode {
         Command::Replay(args) => replay::run(args).await,
         Command::Alerts(args) => alerts::run(args).await,
         Command::Audit(args) => audit::run(args).await,
+        Command::Privacy(args) => privacy::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -108,7 +108,7 @@ fn handled(envelope: Envelope<'_>, outcome: Processed) -> Handled {
         "event processed"
     );
     if outcome == Processed::Stale {
-        tracing::info!(object_id = ?meta.object_id, "older than the last applied event for its object");
+        tracing::info!(event_type = %meta.event_type, "older than the last applied event for its object");
     }
     Handled {
         outcome,

@@ -6,6 +6,7 @@
 //! - [`reminders`]: payment-recovery reminders (scheduling, rendering, A/B, delivery outcomes);
 //! - [`api`]: what the tenant API reads, in the caller's tenant transaction;
 //! - [`audit`]: the tamper-evident audit log, written with the action it records;
+//! - [`privacy`]: a member's data exported or erased everywhere, recorded and audited;
 //! - [`ports`]: the only doors to the outside (queues, delivery channels, circuit breaker).
 //!
 //! **Architecture invariant:** no AWS SDK, no HTTP client, no Lambda type. SQL lives here; the
@@ -21,6 +22,7 @@ pub mod money;
 pub mod ops;
 pub mod payload;
 pub mod ports;
+pub mod privacy;
 pub mod projections;
 pub mod reminders;
 

@@ -160,6 +160,19 @@ impl Tx<'_> {
         Ok(self.tx.query_opt(&statement, params).await?)
     }
 
+    /// Rows as they arrive, one at a time: for reads whose size has no bound (an export).
+    pub async fn query_stream(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<tokio_postgres::RowStream, DbError> {
+        let statement = self.prepared(sql).await?;
+        Ok(self
+            .tx
+            .query_raw(&statement, params.iter().copied())
+            .await?)
+    }
+
     pub async fn commit(self) -> Result<(), DbError> {
         Ok(self.tx.commit().await?)
     }

@@ -60,7 +60,9 @@ async fn seed(db: &TestDb) -> (i64, i64) {
                  opened_by_payment, amount_at_risk, currency, opened_at) \
                  VALUES ('{company}', 'stripe', 'sub_{company}', 'in_{company}', 4900, 'usd', now());
                  INSERT INTO ab_test_variants (company_id, channel, name, subject_template, \
-                 body_template) VALUES ('{company}', 'email', 'v_{company}', 's', 'b');"
+                 body_template) VALUES ('{company}', 'email', 'v_{company}', 's', 'b');
+                 INSERT INTO members (company_id, provider, external_id) \
+                 VALUES ('{company}', 'stripe', 'cus_{company}');"
             ))
             .await
             .unwrap();
@@ -133,7 +135,11 @@ fn operations(document: &Value) -> Vec<(String, String, Option<Vec<String>>)> {
 }
 
 fn concrete(path: &str, method: &str, id: i64) -> (String, &'static str) {
-    let path = path.replace("{id}", &id.to_string());
+    let path = if path.starts_with("/v1/members/") {
+        path.replace("{id}", &format!("cus_{A}"))
+    } else {
+        path.replace("{id}", &id.to_string())
+    };
     match (method, path.ends_with("/replay")) {
         // Dry runs: the matrix proves access, not replays.
         ("POST", true) if path.contains("/events/replay") => (path, r#"{"dry_run": true}"#),
@@ -183,7 +189,7 @@ async fn every_route_answers_each_kind_of_key_rightly_and_never_shows_another_te
     let operations = operations(&document);
     let secured = operations.iter().filter(|(_, _, s)| s.is_some()).count();
     assert!(
-        secured >= 7,
+        secured >= 8,
         "the document lists the routes: {operations:?}"
     );
 
@@ -199,9 +205,16 @@ async fn every_route_answers_each_kind_of_key_rightly_and_never_shows_another_te
             continue;
         };
         let needed: Vec<Scope> = scopes.iter().map(|s| Scope::parse(s).unwrap()).collect();
-        // A's key with exactly the scopes the document names for this route.
+        // A's key with exactly the scopes the document names for this route, and one with
+        // every other scope but admin.
         let (_, own) = key(&mut owner, A, &needed).await;
+        let others: Vec<Scope> = Scope::ALL
+            .into_iter()
+            .filter(|s| *s != Scope::Admin && !needed.contains(s))
+            .collect();
+        let (_, unscoped) = key(&mut owner, A, &others).await;
         tokens.push(own.clone());
+        tokens.push(unscoped.clone());
         let (path, body) = concrete(template, method, a_event);
         let route = format!("{method} {template}");
 
@@ -583,11 +596,154 @@ async fn the_served_document_is_valid_openapi_and_schemathesis_finds_no_5xx_and_
         String::from_utf8_lossy(&run.stderr)
     );
     assert!(
-        report.contains("Tested: 8"),
+        report.contains("Tested: 9"),
         "every operation was tested:\n{report}"
     );
     assert!(
         !stack.output().contains(&token[21..]),
         "the key is not in the logs"
+    );
+}
+
+#[tokio::test]
+async fn erasing_a_member_through_the_api_leaves_them_in_no_column_log_or_dead_letter() {
+    let db = crate::functions::demo_company_db().await;
+    let stack = Stack::for_db(&db, "apierase").await;
+    stack.put_demo_sources().await;
+    let company = inlet_webhooks::intake::demo::DEMO_COMPANY;
+    // Ada's Stripe history, signed and sent through intake, the queue and the consumer.
+    let who = [
+        "erase.me@example.com",
+        "Erin Erasable",
+        "cus_erase01",
+        "sub_erase01",
+        "in_erase01_failed",
+    ];
+    let fixtures = crate::local::repo("common/domain/fixtures/stripe");
+    let dir = tempfile::tempdir().unwrap();
+    for kind in [
+        "customer.created",
+        "customer.subscription.created",
+        "invoice.payment_failed",
+    ] {
+        let body = std::fs::read_to_string(fixtures.join(format!("{kind}.json")))
+            .unwrap()
+            .replace("ada@example.com", who[0])
+            .replace("Ada Lovelace", who[1])
+            .replace("cus_fx1", who[2])
+            .replace("sub_fx1", who[3])
+            .replace("in_fx_failed", who[4])
+            .replace("evt_fx_", "evt_erase01_");
+        let file = dir.path().join(format!("{kind}.json"));
+        std::fs::write(&file, body).unwrap();
+        let (ok, output) = stack
+            .cli(&[
+                "send",
+                "stripe",
+                "--source",
+                "demo_stripe",
+                "--file",
+                file.to_str().unwrap(),
+                "--url",
+                &stack.url,
+            ])
+            .await;
+        assert!(ok && output.starts_with("202 "), "{output}");
+    }
+    let db_ref = &db;
+    crate::local::until(std::time::Duration::from_secs(30), async || {
+        (crate::local::count(
+            db_ref,
+            "SELECT count(*) FROM webhook_events WHERE status = 'completed'",
+        )
+        .await
+            == 3)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        database_holds(&db.admin_url, &who).len(),
+        3,
+        "ids in the clear before"
+    );
+    // A dead letter naming her, beside one that does not.
+    let config = inlet_adapters::aws::sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let dlq = inlet_adapters::aws::queue_url(&sqs, &format!("{}EventsDLQ", stack.prefix))
+        .await
+        .unwrap();
+    for body in [
+        format!(r#"{{"customer":"{}"}}"#, who[2]),
+        r#"{"customer":"cus_someone_else"}"#.to_owned(),
+    ] {
+        sqs.send_message()
+            .queue_url(&dlq)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let mut owner = Connection::from(db.admin().await);
+    let (_, token) = key(&mut owner, company, &[Scope::PrivacyDelete]).await;
+    let (status, answer) = call(
+        &stack,
+        "DELETE",
+        &format!("/v1/members/{}", who[2]),
+        Some(&token),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["dead_letters_deleted"], 1, "{answer}");
+    assert!(
+        answer["erased"]["events"].as_u64().unwrap() >= 3,
+        "{answer}"
+    );
+    let (status, again) = call(
+        &stack,
+        "DELETE",
+        &format!("/v1/members/{}", who[2]),
+        Some(&token),
+        "",
+    )
+    .await;
+    assert_eq!(
+        (status, code(&again).as_str()),
+        (404, "not_found"),
+        "erased once"
+    );
+
+    assert!(
+        database_holds(&db.admin_url, &who).is_empty(),
+        "{:?}",
+        database_holds(&db.admin_url, &who)
+    );
+    let logs = stack.output();
+    assert!(
+        logs.contains("event processed"),
+        "the consumer's logs were captured"
+    );
+    for needle in who {
+        assert!(!logs.contains(needle), "{needle} is in the logs");
+    }
+    let left = sqs
+        .receive_message()
+        .queue_url(&dlq)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    let bodies: Vec<&str> = left.messages().iter().filter_map(|m| m.body()).collect();
+    assert_eq!(bodies, [r#"{"customer":"cus_someone_else"}"#]);
+    // The ledger rows stayed (they still deduplicate): three rows, payloads dropped.
+    assert_eq!(
+        crate::local::count(
+            &db,
+            "SELECT count(*) FROM webhook_events WHERE payload_enc IS NULL AND payload_min IS NULL"
+        )
+        .await,
+        3
     );
 }

@@ -272,23 +272,56 @@ pub async fn purge(
     now_ms: i64,
     dry_run: bool,
 ) -> Result<Vec<DeadMessage>, StoreError> {
+    delete_matching(
+        port,
+        dlq,
+        |message| now_ms - message.sent_at_ms > older_than_ms,
+        dry_run,
+    )
+    .await
+}
+
+/// Deletes the dead letters `matches` picks (when dry, only lists them); the rest are released.
+pub async fn delete_matching(
+    port: &impl DeadLetterQueue,
+    dlq: &str,
+    matches: impl Fn(&DeadMessage) -> bool,
+    dry_run: bool,
+) -> Result<Vec<DeadMessage>, StoreError> {
     let scanned = scan(port, dlq).await?;
-    let mut purged = Vec::new();
+    let mut deleted = Vec::new();
     let mut untouched = Vec::new();
     for received in scanned {
-        if now_ms - received.message.sent_at_ms > older_than_ms {
+        if matches(&received.message) {
             if !dry_run {
                 port.delete(dlq, &received.receipt).await?;
             } else {
                 untouched.push(received.clone());
             }
-            purged.push(received.message);
+            deleted.push(received.message);
         } else {
             untouched.push(received);
         }
     }
     release(port, dlq, &untouched).await?;
-    Ok(purged)
+    Ok(deleted)
+}
+
+/// Whether a dead letter holds any of `needles`: in its text, or in the payload its envelope
+/// carries (which may be base64).
+pub fn mentions(message: &DeadMessage, needles: &[String]) -> bool {
+    let in_text = |text: &[u8]| {
+        needles
+            .iter()
+            .any(|n| !n.is_empty() && text.windows(n.len()).any(|w| w == n.as_bytes()))
+    };
+    if in_text(message.body.as_bytes()) {
+        return true;
+    }
+    match inlet_webhooks::envelope::Envelope::from_json(message.body.as_bytes()) {
+        Ok(envelope) => in_text(&envelope.body),
+        Err(_) => false,
+    }
 }
 
 #[cfg(test)]

@@ -16,12 +16,13 @@ use std::time::Instant;
 use lambda_http::request::RequestContext;
 use lambda_http::{service_fn, Body, Request, RequestExt, Response};
 
-use inlet_adapters::aws::{sdk_config_for, DynamoRateLimiter, Patience, SqsQueue};
+use inlet_adapters::aws::{sdk_config_for, DynamoRateLimiter, Patience, SqsDeadLetters, SqsQueue};
 use inlet_core::api_key::{allows, PresentedKey, Scope};
 use inlet_core::clock::now_ms;
 use inlet_core::config::{self, Env, ProcessEnv, SettingsError};
 use inlet_core::crypto::KeyRing;
 use inlet_domain::keys::{self, Refused};
+use inlet_domain::ports::DeadLetterQueue;
 use inlet_postgres::{Database, DbSettings};
 use inlet_webhooks::intake::{EventQueue, RateDecision, RateLimit, RateLimiter};
 
@@ -43,6 +44,7 @@ pub enum Route {
     ListSources,
     ListCases,
     AbReport,
+    EraseMember(String),
     OpenApi,
 }
 
@@ -55,6 +57,7 @@ impl Route {
         // The method a known path takes, for 405's Allow header.
         let allow = match segments.as_slice() {
             ["", "v1", "events", "replay"] | ["", "v1", "events", _, "replay"] => "POST",
+            ["", "v1", "members", _] => "DELETE",
             _ => "GET",
         };
         let route = match segments.as_slice() {
@@ -67,6 +70,9 @@ impl Route {
             ["", "v1", "sources"] => get.then_some(Route::ListSources),
             ["", "v1", "recovery", "cases"] => get.then_some(Route::ListCases),
             ["", "v1", "reports", "ab"] => get.then_some(Route::AbReport),
+            ["", "v1", "members", id] => {
+                (method == "DELETE").then(|| Route::EraseMember((*id).to_owned()))
+            }
             ["", "v1", "openapi.json"] => get.then_some(Route::OpenApi),
             _ => return Err(Problem::not_found()),
         };
@@ -87,6 +93,7 @@ impl Route {
             Route::ListEvents | Route::GetEvent(_) | Route::ListSources => Some(Scope::EventsRead),
             Route::ReplayEvent(_) | Route::ReplayEvents => Some(Scope::EventsReplay),
             Route::ListCases | Route::AbReport => Some(Scope::ReportsRead),
+            Route::EraseMember(_) => Some(Scope::PrivacyDelete),
             Route::OpenApi => None,
         }
     }
@@ -101,6 +108,7 @@ impl Route {
             Route::ListSources => "GET /v1/sources",
             Route::ListCases => "GET /v1/recovery/cases",
             Route::AbReport => "GET /v1/reports/ab",
+            Route::EraseMember(_) => "DELETE /v1/members/{id}",
             Route::OpenApi => "GET /v1/openapi.json",
         }
     }
@@ -116,6 +124,8 @@ pub struct ApiSettings {
     pub events_queue_max_message_bytes: usize,
     /// Requests per second one key may make.
     pub key_requests_per_sec: u32,
+    /// The dead-letter queues an erasure searches (`EVENTS_DLQ_URL`, `REMINDERS_DLQ_URL`).
+    pub dlq_urls: Vec<String>,
 }
 
 impl ApiSettings {
@@ -137,17 +147,24 @@ impl ApiSettings {
                 50,
                 "a whole number of requests",
             )?,
+            dlq_urls: vec![
+                config::required(env, "EVENTS_DLQ_URL")?,
+                config::required(env, "REMINDERS_DLQ_URL")?,
+            ],
         })
     }
 }
 
 /// The API over its ports.
-pub struct TenantApi<R, Q> {
+pub struct TenantApi<R, Q, D> {
     pub database: Database,
     pub keys: KeyRing,
     pub limiter: R,
     pub queue: Q,
     pub key_limit: RateLimit,
+    /// The dead-letter queues an erasure searches.
+    pub dead_letters: D,
+    pub dlq_urls: Vec<String>,
 }
 
 /// What one request was, for its log line.
@@ -158,7 +175,7 @@ struct Seen {
     company: Option<String>,
 }
 
-impl<R: RateLimiter + Sync, Q: EventQueue + Sync> TenantApi<R, Q> {
+impl<R: RateLimiter + Sync, Q: EventQueue + Sync, D: DeadLetterQueue> TenantApi<R, Q, D> {
     pub async fn handle(&self, request: Request) -> Response<Body> {
         let started = Instant::now();
         let request_id = match request.request_context_ref() {
@@ -184,7 +201,16 @@ impl<R: RateLimiter + Sync, Q: EventQueue + Sync> TenantApi<R, Q> {
     }
 
     async fn answer(&self, request: &Request, seen: &mut Seen) -> Result<Response<Body>, Problem> {
-        let route = Route::parse(request.method().as_str(), request.uri().path())?;
+        let mut route = Route::parse(request.method().as_str(), request.uri().path())?;
+        // API Gateway decodes path parameters (`%40` is `@`); the raw path is as sent.
+        if let Some(decoded) = request.path_parameters_ref().and_then(|p| p.first("id")) {
+            match &mut route {
+                Route::GetEvent(id) | Route::ReplayEvent(id) | Route::EraseMember(id) => {
+                    decoded.clone_into(id);
+                }
+                _ => {}
+            }
+        }
         seen.route = route.template();
         let Some(scope) = route.scope() else {
             return Ok(routes::openapi_document());
@@ -223,6 +249,17 @@ impl<R: RateLimiter + Sync, Q: EventQueue + Sync> TenantApi<R, Q> {
             Route::ListSources => routes::list_sources(connection, &ctx, query).await,
             Route::ListCases => routes::list_cases(connection, &ctx, query).await,
             Route::AbReport => routes::ab_report(connection, &ctx, query).await,
+            Route::EraseMember(id) => {
+                routes::erase_member(
+                    connection,
+                    &ctx,
+                    &self.dead_letters,
+                    &self.dlq_urls,
+                    id,
+                    query,
+                )
+                .await
+            }
             Route::OpenApi => Ok(routes::openapi_document()),
         }
     }
@@ -316,7 +353,7 @@ fn json_body(request: &Request) -> Result<&[u8], Problem> {
     Ok(body)
 }
 
-pub type LiveApi = TenantApi<DynamoRateLimiter, SqsQueue>;
+pub type LiveApi = TenantApi<DynamoRateLimiter, SqsQueue, SqsDeadLetters>;
 
 /// Builds the API with its AWS adapters (clients once per container).
 pub async fn build(settings: ApiSettings) -> LiveApi {
@@ -337,6 +374,8 @@ pub async fn build(settings: ApiSettings) -> LiveApi {
             requests: settings.key_requests_per_sec.max(1),
             window_secs: 1,
         },
+        dead_letters: SqsDeadLetters::new(aws_sdk_sqs::Client::new(&sdk)),
+        dlq_urls: settings.dlq_urls,
     }
 }
 

@@ -16,7 +16,10 @@ use inlet_domain::api::{
 };
 use inlet_domain::audit::Actor;
 use inlet_domain::keys::{self, Authenticated};
+use inlet_domain::ops::dead_letters;
 use inlet_domain::ops::replay::{self, ReplayError, Selection};
+use inlet_domain::ports::DeadLetterQueue;
+use inlet_domain::privacy::{self, PrivacyError};
 use inlet_postgres::{Connection, Tx};
 use inlet_webhooks::intake::EventQueue;
 use inlet_webhooks::providers::Provider;
@@ -571,6 +574,103 @@ pub async fn ab_report(
     Ok(json(200, &report))
 }
 
+/// A member id from the path: a provider id (`cus_...`, `user_...`).
+pub fn member_id(text: &str) -> Result<&str, Problem> {
+    let ok = (1..=200).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:@-".contains(&b));
+    ok.then_some(text).ok_or_else(|| {
+        Problem::new(
+            400,
+            "invalid_id",
+            "Invalid id",
+            "a member id is 1 to 200 of A-Z a-z 0-9 _ . : @ -",
+        )
+    })
+}
+
+/// What an erasure did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErasureResult {
+    /// The `privacy_requests` row that records it.
+    pub request_id: i64,
+    /// Rows changed, by kind (events whose payloads were dropped, ids replaced, ...).
+    #[schema(value_type = Object)]
+    pub erased: std::collections::BTreeMap<&'static str, u64>,
+    /// Dead letters naming the member, deleted from the dead-letter queues.
+    pub dead_letters_deleted: usize,
+}
+
+/// Erase a member everywhere: their email and name, the payloads of the events that name them,
+/// their provider ids (replaced by pseudonyms), and dead letters naming them. The tenant's
+/// aggregates (A/B counts, amounts recovered) stay. 404 once nothing is left to erase.
+#[utoipa::path(
+    delete, path = "/v1/members/{id}", tag = "privacy",
+    params(("id" = String, Path, min_length = 1, max_length = 200, pattern = "^[A-Za-z0-9_.:@-]+$", description = "The member's provider id, e.g. cus_...")),
+    security(("api_key" = ["privacy:delete"])),
+    responses(
+        (status = 200, description = "Erased", body = ErasureResult),
+        (status = 400, description = "The id is invalid", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 401, description = "No valid key", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 404, description = "No such member for this tenant (or already erased)", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests for this key", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "Try again shortly", body = ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+pub async fn erase_member(
+    connection: &mut Connection,
+    ctx: &Ctx<'_>,
+    dead_letters: &impl DeadLetterQueue,
+    dlq_urls: &[String],
+    id: &str,
+    query: Option<&str>,
+) -> Result<Response<Body>, Problem> {
+    let member = member_id(id)?;
+    Params::parse(query, &[])?;
+    let actor = Actor::Key(ctx.auth.key_id.clone());
+    let erased = privacy::erase(connection, ctx.keys, &actor, &ctx.auth.company, member)
+        .await
+        .map_err(|error| match error {
+            PrivacyError::NotFound(_) => Problem::not_found(),
+            PrivacyError::BadMemberId => Problem::new(
+                400,
+                "invalid_id",
+                "Invalid id",
+                "a member id is 1 to 200 characters",
+            ),
+            PrivacyError::Write(_) => Problem::unavailable(),
+            PrivacyError::Database(failure) => Problem::from(failure),
+        })?;
+    if erased.needles.is_empty() {
+        return Err(Problem::not_found());
+    }
+    let mut deleted = 0;
+    for url in dlq_urls {
+        let matched = dead_letters::delete_matching(
+            dead_letters,
+            url,
+            |m| dead_letters::mentions(m, &erased.needles),
+            false,
+        )
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "dead letters could not be searched for an erased member");
+            Problem::unavailable()
+        })?;
+        deleted += matched.len();
+    }
+    Ok(json(
+        200,
+        &ErasureResult {
+            request_id: erased.request_id,
+            erased: erased.counts,
+            dead_letters_deleted: deleted,
+        },
+    ))
+}
+
 /// This document.
 #[utoipa::path(
     get, path = "/v1/openapi.json", tag = "meta",
@@ -617,6 +717,7 @@ impl Modify for BearerKey {
         list_sources,
         list_cases,
         ab_report,
+        erase_member,
         openapi_document
     ),
     components(schemas(ProblemDocument, EventStatus, CaseStatus)),

@@ -11,6 +11,7 @@ mod intake_aws;
 mod ledger;
 mod migrations;
 mod operations;
+mod privacy;
 mod process_events;
 mod projection_fixtures;
 mod reminders_ab;

@@ -85,6 +85,10 @@ fn fixture(table: &str) -> Option<&'static str> {
             "INSERT INTO api_keys (key_id, company_id, secret_sha256, scopes) \
              VALUES (substr(md5($1 || $2), 1, 16), $1, sha256(convert_to($2, 'UTF8')), ARRAY['admin'])"
         }
+        "privacy_requests" => {
+            "INSERT INTO privacy_requests (company_id, kind, subject_hash, requested_by, status) \
+             VALUES ($1, 'export', encode(sha256(convert_to($2, 'UTF8')), 'hex'), 'operator:t', 'completed')"
+        }
         "audit_log" => {
             "INSERT INTO audit_log (company_id, actor, action, target) \
              VALUES ($1, 'operator:matrix', 'test.fixture', $2)"

@@ -79,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
         &actor,
         &company,
         "bench",
-        &[Scope::PrivacyDelete],
+        &[Scope::ReportsRead],
         None,
     )
     .await?;
