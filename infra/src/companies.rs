@@ -50,6 +50,16 @@ enum CompaniesCommand {
         #[arg(long)]
         settings_json: Option<String>,
     },
+    /// Offboard a company: its sources, then every row it has (the audit log keeps what records
+    /// it). Without --yes, says what it would delete.
+    Delete {
+        id: String,
+        #[arg(long)]
+        yes: bool,
+        /// The sources table (DynamoDB).
+        #[arg(long, env = "SOURCES_TABLE", default_value = "SourcesTable")]
+        sources_table: String,
+    },
 }
 
 fn company_id(id: &str) -> anyhow::Result<CompanyId> {
@@ -67,8 +77,61 @@ async fn connect(url: Option<String>) -> anyhow::Result<Connection> {
     Ok(Connection::from(inlet_postgres::connect(&url).await?))
 }
 
+/// Offboarding: the company's fixed-tenant sources first (intake stops taking its events), then
+/// its rows.
+async fn delete(
+    database_url: Option<String>,
+    id: &str,
+    yes: bool,
+    sources_table: &str,
+) -> anyhow::Result<()> {
+    let company = company_id(id)?;
+    let mut connection = connect(database_url).await?;
+    if !companies::exists(&mut connection, &company).await? {
+        bail!("company {company} does not exist");
+    }
+    let config = inlet_adapters::aws::sdk_config().await;
+    let store = inlet_adapters::aws::DynamoSources::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        sources_table,
+        inlet_core::crypto::KeyRing::from_env()?,
+    );
+    let sources: Vec<String> = store
+        .list()
+        .await?
+        .into_iter()
+        .filter(
+            |s| matches!(&s.tenant, inlet_webhooks::intake::TenantRule::Fixed(c) if c == &company),
+        )
+        .map(|s| s.source_id)
+        .collect();
+    if !yes {
+        println!(
+            "would delete company {company}: its {} source(s) ({}) and every row it has; run again with --yes",
+            sources.len(),
+            sources.join(", ")
+        );
+        return Ok(());
+    }
+    for source in &sources {
+        store.delete(source).await?;
+        println!("deleted source {source}");
+    }
+    let deleted = companies::delete(&mut connection, &Actor::operator_from_env(), &company)
+        .await?
+        .ok_or_else(|| anyhow!("company {company} was deleted meanwhile"))?;
+    let summary: Vec<String> = deleted.iter().map(|(t, n)| format!("{n} {t}")).collect();
+    println!("company {company} deleted: {}", summary.join(", "));
+    Ok(())
+}
+
 pub async fn run(args: CompaniesArgs) -> anyhow::Result<()> {
     match args.command {
+        CompaniesCommand::Delete {
+            id,
+            yes,
+            sources_table,
+        } => delete(args.database_url, &id, yes, &sources_table).await?,
         CompaniesCommand::Add {
             id,
             name,

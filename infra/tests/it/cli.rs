@@ -410,3 +410,77 @@ async fn keys_are_printed_once_listed_without_secret_revoked_and_bad_input_write
         ["operator:alice key.create", "operator:alice key.revoke"]
     );
 }
+
+#[tokio::test]
+async fn offboarding_asks_first_then_deletes_the_companys_sources_and_rows_and_no_one_elses() {
+    let db = TestDb::create().await;
+    let fx = inlet_testing::AwsFixture::create().await;
+    let env = [
+        ("DATABASE_ADMIN_URL", db.admin_url.as_str()),
+        ("SOURCES_TABLE", fx.sources_table.as_str()),
+    ];
+    for company in ["co_leaving", "co_staying"] {
+        assert!(
+            inlet(&["companies", "add", company, "--name", company], &env)
+                .status
+                .success()
+        );
+        let source = format!("src_{company}");
+        let added = inlet(
+            &[
+                "sources",
+                "add",
+                "--provider",
+                "stripe",
+                "--company",
+                company,
+                "--id",
+                &source,
+            ],
+            &env,
+        );
+        assert!(added.status.success(), "{}", text(&added));
+    }
+    let asked = inlet(&["companies", "delete", "co_leaving"], &env);
+    assert!(asked.status.success(), "{}", text(&asked));
+    assert!(
+        text(&asked).contains("would delete company co_leaving: its 1 source(s) (src_co_leaving)"),
+        "{}",
+        text(&asked)
+    );
+    let listed = text(&inlet(&["sources", "list"], &env));
+    assert!(
+        listed.contains("src_co_leaving"),
+        "nothing deleted without --yes: {listed}"
+    );
+
+    let done = inlet(&["companies", "delete", "co_leaving", "--yes"], &env);
+    assert!(done.status.success(), "{}", text(&done));
+    assert!(
+        text(&done).contains("deleted source src_co_leaving"),
+        "{}",
+        text(&done)
+    );
+    assert!(
+        text(&done).contains("company co_leaving deleted: 1 companies"),
+        "{}",
+        text(&done)
+    );
+    let listed = text(&inlet(&["sources", "list"], &env));
+    assert!(
+        !listed.contains("src_co_leaving") && listed.contains("src_co_staying"),
+        "{listed}"
+    );
+    let companies = text(&inlet(&["companies", "list"], &env));
+    assert!(
+        !companies.contains("co_leaving") && companies.contains("co_staying"),
+        "{companies}"
+    );
+    let again = inlet(&["companies", "delete", "co_leaving", "--yes"], &env);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        text(&again).contains("company co_leaving does not exist"),
+        "{}",
+        text(&again)
+    );
+}

@@ -63,6 +63,23 @@ impl DynamoSources {
             })
     }
 
+    /// Removes a source: its webhooks are 404 from the next cache miss on.
+    pub async fn delete(&self, source_id: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("source_id", AttributeValue::S(source_id.to_owned()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                StoreError(format!(
+                    "deleting source {source_id} failed: {}",
+                    describe(&e)
+                ))
+            })
+    }
+
     /// Every source (a scan: for the operator CLI, not for the request path).
     pub async fn list(&self) -> Result<Vec<Source>, StoreError> {
         let mut sources = Vec::new();

@@ -10,6 +10,7 @@ mod intake;
 mod intake_aws;
 mod ledger;
 mod migrations;
+mod offboarding;
 mod operations;
 mod privacy;
 mod process_events;

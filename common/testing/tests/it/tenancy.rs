@@ -11,7 +11,7 @@ const B: &str = "co_tenant_b";
 
 /// How to insert one valid row of each tenant table: `$1` company id, `$2` a unique key.
 /// A new tenant table must add its line here; the matrix refuses to skip it.
-fn fixture(table: &str) -> Option<&'static str> {
+pub(crate) fn fixture(table: &str) -> Option<&'static str> {
     Some(match table {
         "companies" => "INSERT INTO companies (company_id, name) VALUES ($1, $2)",
         "webhook_events" => {
