@@ -73,6 +73,7 @@ fn expiry(text: &str, now: OffsetDateTime) -> anyhow::Result<String> {
     if at <= now {
         bail!("--expires {text:?}: that is not in the future");
     }
+    let at = at.replace_nanosecond(0).unwrap_or(at);
     Ok(at.format(&Rfc3339)?)
 }
 
