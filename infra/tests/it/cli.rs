@@ -484,3 +484,107 @@ async fn offboarding_asks_first_then_deletes_the_companys_sources_and_rows_and_n
         text(&again)
     );
 }
+
+/// The export's peak resident memory, read from /proc while it runs (VmHWM only grows).
+fn export_peak_kib(env: &[(&str, &str)], member: &str) -> (u64, usize) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_inlet"));
+    command
+        .args([
+            "privacy",
+            "export",
+            "--company",
+            "co_big",
+            "--member",
+            member,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let pid = child.id();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout).lines().count()
+    });
+    let mut peak = 0;
+    loop {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            if let Some(kib) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kib);
+            }
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let lines = reader.join().unwrap();
+    (peak, lines)
+}
+
+#[tokio::test]
+async fn exporting_a_member_with_50000_events_stays_in_constant_memory_under_128_mib() {
+    use inlet_core::crypto::{context, KeyRing};
+    let db = TestDb::create().await;
+    let admin = db.admin().await;
+    admin
+        .batch_execute(
+            "INSERT INTO companies (company_id, name) VALUES ('co_big', 'Big');
+             INSERT INTO members (company_id, provider, external_id) VALUES
+                 ('co_big', 'stripe', 'cus_small'), ('co_big', 'stripe', 'cus_big');",
+        )
+        .await
+        .unwrap();
+    let keys = KeyRing::from_env().unwrap();
+    // 5,000 events of one member, 50,000 of the other, each a sealed 1 KiB payload naming them.
+    for (member, count) in [("cus_small", 5_000), ("cus_big", 50_000)] {
+        for chunk in 0..count / 5_000 {
+            let (mut ids, mut sealed, mut kids) = (Vec::new(), Vec::new(), Vec::new());
+            for i in 0..5_000 {
+                let event = format!("evt_{member}_{chunk}_{i}");
+                let body = format!(
+                    r#"{{"id":"{event}","type":"invoice.paid","data":{{"object":{{"customer":"{member}","pad":"{}"}}}}}}"#,
+                    "x".repeat(900)
+                );
+                let (kid, bytes) = keys.seal_bytes(
+                    body.as_bytes(),
+                    &context::payload("co_big", "src_big", &event),
+                );
+                ids.push(event);
+                sealed.push(bytes);
+                kids.push(kid);
+            }
+            admin
+                .execute(
+                    "INSERT INTO webhook_events (company_id, source_id, provider, provider_event_id, \
+                     event_type, received_at, status, payload_enc, payload_key_id) \
+                     SELECT 'co_big', 'src_big', 'stripe', e, 'invoice.paid', now(), 'completed', p, k \
+                       FROM unnest($1::text[], $2::bytea[], $3::text[]) AS t(e, p, k)",
+                    &[&ids, &sealed, &kids],
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let env = [("DATABASE_ADMIN_URL", db.admin_url.as_str())];
+    let (small_kib, small_lines) = export_peak_kib(&env, "cus_small");
+    let (big_kib, big_lines) = export_peak_kib(&env, "cus_big");
+    eprintln!("export peak RSS: 5,000 events {small_kib} KiB, 50,000 events {big_kib} KiB");
+    assert_eq!(
+        (small_lines, big_lines),
+        (5_001, 50_001),
+        "the member line and every event"
+    );
+    assert!(big_kib < 128 * 1024, "50,000 events took {big_kib} KiB");
+    assert!(
+        (big_kib as f64) < (small_kib as f64) * 1.5,
+        "memory grew with the export: {small_kib} KiB for 5,000 events, {big_kib} KiB for 50,000"
+    );
+}
