@@ -10,7 +10,7 @@ say()  { printf '%s\n' "inlet: $*" >&2; }
 die()  { printf '%s\n' "inlet: error: $*" >&2; exit 1; }
 
 # Pinned tool versions: one place to bump them.
-MOTO_PIP=("moto[sqs,dynamodb,sns]==5.2.5" "flask==3.1.3" "flask-cors==6.0.2")
+MOTO_PIP=("moto[sqs,dynamodb,sns,s3]==5.2.5" "flask==3.1.3" "flask-cors==6.0.2")
 SAM_PIP=("aws-sam-cli==1.170.0")
 CFNLINT_PIP=("cfn-lint==1.53.3")   # 1.54+ stopped transforming SAM templates
 # bench-intake's peer: the intake a team would write with Powertools for AWS Lambda (Python).

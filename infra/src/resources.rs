@@ -1,4 +1,4 @@
-//! Creates template.yaml's DynamoDB tables and SQS queues in the local emulator, named after
+//! Creates template.yaml's S3 buckets, DynamoDB tables, SNS topics and SQS queues in the local emulator, named after
 //! their logical ids. Idempotent: existing ones are updated in place.
 
 use anyhow::{bail, Context};
@@ -22,11 +22,24 @@ pub struct LocalResource {
 
 pub async fn create_all(
     template: &Template,
-    dynamodb: &aws_sdk_dynamodb::Client,
-    sqs: &aws_sdk_sqs::Client,
-    sns: &aws_sdk_sns::Client,
+    config: &aws_config::SdkConfig,
 ) -> anyhow::Result<Vec<LocalResource>> {
+    let dynamodb = &aws_sdk_dynamodb::Client::new(config);
+    let sqs = &aws_sdk_sqs::Client::new(config);
+    let sns = &aws_sdk_sns::Client::new(config);
     let mut created = Vec::new();
+    // Buckets (privacy exports), named as S3 allows: lower case.
+    for (id, _) in template.of_kind("AWS::S3::Bucket") {
+        let name = template.local_bucket_name(id);
+        inlet_adapters::aws::ensure_local_bucket(config, &name)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        created.push(LocalResource {
+            logical_id: id.clone(),
+            kind: "bucket",
+            address: name,
+        });
+    }
     // Topics (operator alerts): creating one that exists returns it.
     for (id, _) in template.of_kind("AWS::SNS::Topic") {
         let name = template.local_name(id);

@@ -103,6 +103,11 @@ impl Template {
         format!("{}{id}", self.prefix)
     }
 
+    /// A bucket's name in the emulator: as S3 names them, lower case, no underscores.
+    pub fn local_bucket_name(&self, id: &str) -> String {
+        self.local_name(id).to_ascii_lowercase().replace('_', "-")
+    }
+
     /// Every dead-letter queue and the queue it serves: (DLQ, source), by logical id.
     pub fn dead_letter_queues(&self) -> Vec<(String, String)> {
         let mut pairs: Vec<(String, String)> = self
@@ -234,6 +239,7 @@ mod tests {
             project_template().dead_letter_queues(),
             [
                 ("EventsDLQ".to_owned(), "EventsQueue".to_owned()),
+                ("ExportsDLQ".to_owned(), "ExportsQueue".to_owned()),
                 ("RemindersDLQ".to_owned(), "RemindersQueue".to_owned())
             ]
         );
@@ -458,7 +464,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(dlqs.len(), 2, "{dlqs:?}");
+        assert_eq!(dlqs.len(), 3, "{dlqs:?}");
     }
 
     #[test]

@@ -188,6 +188,11 @@ pub mod context {
     /// A reminder link's click token.
     pub const CLICK_TOKEN: &[u8] = b"inlet/click-token/v1";
 
+    /// The member id a pending export job needs, sealed in its privacy request.
+    pub fn privacy_subject(company_id: &str, subject_hash: &str) -> Vec<u8> {
+        format!("privacy_subject/{company_id}/{subject_hash}").into_bytes()
+    }
+
     /// A tenant API pagination cursor: bound to its company, so another tenant's cursor (or
     /// one tampered with) does not open.
     pub fn api_cursor(company_id: &str, list: &str) -> Vec<u8> {

@@ -56,6 +56,23 @@ pub trait ReminderQueue {
     ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 }
 
+/// The exports queue: privacy export jobs for the export function.
+pub trait ExportQueue {
+    fn send(
+        &self,
+        job: &crate::privacy::ExportMessage,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Where finished exports are kept: a link to one that works for `ttl`.
+pub trait ExportFiles {
+    fn presigned_get(
+        &self,
+        key: &str,
+        ttl: std::time::Duration,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
+}
+
 /// What a receiver answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Answer {

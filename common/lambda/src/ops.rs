@@ -84,6 +84,7 @@ pub async fn run_dlq_digest() -> Result<(), Error> {
     let queues = [
         ("EventsDLQ", "EVENTS_DLQ_URL", false),
         ("RemindersDLQ", "REMINDERS_DLQ_URL", true),
+        ("ExportsDLQ", "EXPORTS_DLQ_URL", false),
     ]
     .into_iter()
     .map(|(name, variable, reminders)| {

@@ -95,13 +95,7 @@ pub async fn command(args: LocalArgs) -> anyhow::Result<()> {
         Some(LocalCommand::Resources { template }) => {
             let template = crate::template::Template::load(&template)?;
             let config = inlet_adapters::aws::sdk_config().await;
-            let created = crate::resources::create_all(
-                &template,
-                &aws_sdk_dynamodb::Client::new(&config),
-                &aws_sdk_sqs::Client::new(&config),
-                &aws_sdk_sns::Client::new(&config),
-            )
-            .await?;
+            let created = crate::resources::create_all(&template, &config).await?;
             for resource in created {
                 println!(
                     "{:<6} {:<20} {}",

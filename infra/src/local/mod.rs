@@ -265,13 +265,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let config = inlet_adapters::aws::sdk_config().await;
     let mut template = Template::load(&options.template)?;
     template.prefix.clone_from(&options.resource_prefix);
-    crate::resources::create_all(
-        &template,
-        &aws_sdk_dynamodb::Client::new(&config),
-        &aws_sdk_sqs::Client::new(&config),
-        &aws_sdk_sns::Client::new(&config),
-    )
-    .await?;
+    crate::resources::create_all(&template, &config).await?;
     // Long polls outlast the SDK's default operation timeout.
     let sqs = aws_sdk_sqs::Client::from_conf(
         aws_sdk_sqs::config::Builder::from(&config)

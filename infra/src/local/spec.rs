@@ -123,6 +123,7 @@ impl Resolver<'_> {
         match self.template.resources.get(name).map(|r| r.kind.as_str()) {
             Some("AWS::SQS::Queue") => Ok(queue_url(self.locals, &self.template.local_name(name))),
             Some("AWS::DynamoDB::Table") => Ok(self.template.local_name(name)),
+            Some("AWS::S3::Bucket") => Ok(self.template.local_bucket_name(name)),
             // A topic's Ref is its ARN.
             Some("AWS::SNS::Topic") => self.template.local_arn(name),
             Some("AWS::Serverless::HttpApi") => Ok("local".to_owned()),

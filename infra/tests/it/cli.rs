@@ -529,9 +529,41 @@ fn export_peak_kib(env: &[(&str, &str)], member: &str) -> (u64, usize) {
     (peak, lines)
 }
 
+/// `count` ledger events of company `co_big`, each a sealed 1 KiB payload naming `member`.
+pub(crate) async fn seed_member_events(admin: &tokio_postgres::Client, member: &str, count: usize) {
+    use inlet_core::crypto::{context, KeyRing};
+    let keys = KeyRing::from_env().unwrap();
+    for chunk in 0..count.div_ceil(5_000) {
+        let (mut ids, mut sealed, mut kids) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..5_000.min(count - chunk * 5_000) {
+            let event = format!("evt_{member}_{chunk}_{i}");
+            let body = format!(
+                r#"{{"id":"{event}","type":"invoice.paid","data":{{"object":{{"customer":"{member}","pad":"{}"}}}}}}"#,
+                "x".repeat(900)
+            );
+            let (kid, bytes) = keys.seal_bytes(
+                body.as_bytes(),
+                &context::payload("co_big", "src_big", &event),
+            );
+            ids.push(event);
+            sealed.push(bytes);
+            kids.push(kid);
+        }
+        admin
+            .execute(
+                "INSERT INTO webhook_events (company_id, source_id, provider, provider_event_id, \
+                 event_type, received_at, status, payload_enc, payload_key_id) \
+                 SELECT 'co_big', 'src_big', 'stripe', e, 'invoice.paid', now(), 'completed', p, k \
+                   FROM unnest($1::text[], $2::bytea[], $3::text[]) AS t(e, p, k)",
+                &[&ids, &sealed, &kids],
+            )
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn exporting_a_member_with_50000_events_stays_in_constant_memory_under_128_mib() {
-    use inlet_core::crypto::{context, KeyRing};
     let db = TestDb::create().await;
     let admin = db.admin().await;
     admin
@@ -542,37 +574,8 @@ async fn exporting_a_member_with_50000_events_stays_in_constant_memory_under_128
         )
         .await
         .unwrap();
-    let keys = KeyRing::from_env().unwrap();
-    // 5,000 events of one member, 50,000 of the other, each a sealed 1 KiB payload naming them.
-    for (member, count) in [("cus_small", 5_000), ("cus_big", 50_000)] {
-        for chunk in 0..count / 5_000 {
-            let (mut ids, mut sealed, mut kids) = (Vec::new(), Vec::new(), Vec::new());
-            for i in 0..5_000 {
-                let event = format!("evt_{member}_{chunk}_{i}");
-                let body = format!(
-                    r#"{{"id":"{event}","type":"invoice.paid","data":{{"object":{{"customer":"{member}","pad":"{}"}}}}}}"#,
-                    "x".repeat(900)
-                );
-                let (kid, bytes) = keys.seal_bytes(
-                    body.as_bytes(),
-                    &context::payload("co_big", "src_big", &event),
-                );
-                ids.push(event);
-                sealed.push(bytes);
-                kids.push(kid);
-            }
-            admin
-                .execute(
-                    "INSERT INTO webhook_events (company_id, source_id, provider, provider_event_id, \
-                     event_type, received_at, status, payload_enc, payload_key_id) \
-                     SELECT 'co_big', 'src_big', 'stripe', e, 'invoice.paid', now(), 'completed', p, k \
-                       FROM unnest($1::text[], $2::bytea[], $3::text[]) AS t(e, p, k)",
-                    &[&ids, &sealed, &kids],
-                )
-                .await
-                .unwrap();
-        }
-    }
+    seed_member_events(&admin, "cus_small", 5_000).await;
+    seed_member_events(&admin, "cus_big", 50_000).await;
     let env = [("DATABASE_ADMIN_URL", db.admin_url.as_str())];
     let (small_kib, small_lines) = export_peak_kib(&env, "cus_small");
     let (big_kib, big_lines) = export_peak_kib(&env, "cus_big");

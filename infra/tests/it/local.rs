@@ -370,7 +370,7 @@ async fn signed_webhooks_flow_through_gateway_queue_and_consumer_into_postgres()
                 status.is_some_and(|s| (200..300).contains(&s)),
                 "{name}: {output}"
             );
-        } else if name == "process-events" || name == "send-reminders" {
+        } else if ["process-events", "send-reminders", "export-member"].contains(&name.as_str()) {
             assert!(
                 output.contains("\"batchItemFailures\": []"),
                 "{name}: {output}"
@@ -389,8 +389,8 @@ async fn signed_webhooks_flow_through_gateway_queue_and_consumer_into_postgres()
         invoked += 1;
     }
     assert_eq!(
-        invoked, 15,
-        "seven webhook samples, two SQS batches, four scheduled events, one click, one API call"
+        invoked, 16,
+        "seven webhook samples, three SQS batches, four scheduled events, one click, one API call"
     );
     assert!(
         !stack.output().contains("evt_1PdemoFailed0001\",\"object\""),

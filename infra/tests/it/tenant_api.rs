@@ -62,7 +62,7 @@ async fn seed(db: &TestDb) -> (i64, i64) {
                  INSERT INTO ab_test_variants (company_id, channel, name, subject_template, \
                  body_template) VALUES ('{company}', 'email', 'v_{company}', 's', 'b');
                  INSERT INTO members (company_id, provider, external_id) \
-                 VALUES ('{company}', 'stripe', 'cus_{company}');"
+                 VALUES ('{company}', 'stripe', 'cus_{company}'), ('{company}', 'stripe', 'cus2_{company}');"
             ))
             .await
             .unwrap();
@@ -134,9 +134,15 @@ fn operations(document: &Value) -> Vec<(String, String, Option<Vec<String>>)> {
     found
 }
 
-fn concrete(path: &str, method: &str, id: i64) -> (String, &'static str) {
-    let path = if path.starts_with("/v1/members/") {
+/// A path of the document with A's ids in it: an event id, a member (one to erase, another to
+/// export, as erasure comes first in the document's order), an export.
+fn concrete(path: &str, method: &str, id: i64, export: i64) -> (String, &'static str) {
+    let path = if path.ends_with("/export") {
+        path.replace("{id}", &format!("cus2_{A}"))
+    } else if path.starts_with("/v1/members/") {
         path.replace("{id}", &format!("cus_{A}"))
+    } else if path.starts_with("/v1/exports/") {
+        path.replace("{id}", &export.to_string())
     } else {
         path.replace("{id}", &id.to_string())
     };
@@ -181,6 +187,15 @@ async fn every_route_answers_each_kind_of_key_rightly_and_never_shows_another_te
         unscoped.clone(),
     ];
 
+    let export = inlet_domain::privacy::request_export(
+        &mut owner,
+        &KeyRing::from_env().unwrap(),
+        &Actor::Operator("test".into()),
+        &CompanyId::parse(A).unwrap(),
+        &format!("cus2_{A}"),
+    )
+    .await
+    .unwrap();
     let stack = Stack::for_db(&db, "api").await;
     let (status, document) = call(&stack, "GET", "/v1/openapi.json", None, "").await;
     assert_eq!(status, 200, "{document}");
@@ -189,7 +204,7 @@ async fn every_route_answers_each_kind_of_key_rightly_and_never_shows_another_te
     let operations = operations(&document);
     let secured = operations.iter().filter(|(_, _, s)| s.is_some()).count();
     assert!(
-        secured >= 8,
+        secured >= 10,
         "the document lists the routes: {operations:?}"
     );
 
@@ -215,7 +230,7 @@ async fn every_route_answers_each_kind_of_key_rightly_and_never_shows_another_te
         let (_, unscoped) = key(&mut owner, A, &others).await;
         tokens.push(own.clone());
         tokens.push(unscoped.clone());
-        let (path, body) = concrete(template, method, a_event);
+        let (path, body) = concrete(template, method, a_event, export);
         let route = format!("{method} {template}");
 
         let (status, answer) = call(&stack, method, &path, Some(&own), body).await;
@@ -596,7 +611,7 @@ async fn the_served_document_is_valid_openapi_and_schemathesis_finds_no_5xx_and_
         String::from_utf8_lossy(&run.stderr)
     );
     assert!(
-        report.contains("Tested: 9"),
+        report.contains("Tested: 11"),
         "every operation was tested:\n{report}"
     );
     assert!(
@@ -746,4 +761,107 @@ async fn erasing_a_member_through_the_api_leaves_them_in_no_column_log_or_dead_l
         .await,
         3
     );
+}
+
+#[tokio::test]
+async fn a_member_with_50000_events_is_exported_through_the_api_within_the_functions_memory() {
+    let db = TestDb::create().await;
+    let admin = db.admin().await;
+    admin
+        .batch_execute(
+            "INSERT INTO companies (company_id, name) VALUES ('co_big', 'Big');
+             INSERT INTO members (company_id, provider, external_id) VALUES ('co_big', 'stripe', 'cus_big');",
+        )
+        .await
+        .unwrap();
+    // The member's email, sealed as the projection seals it.
+    let keys = KeyRing::from_env().unwrap();
+    let (kid, sealed) = keys.seal_bytes(
+        b"big.member@example.com",
+        &context::member_email("co_big", "stripe", "cus_big"),
+    );
+    admin
+        .execute(
+            "UPDATE members SET email_enc = $1, email_key_id = $2 WHERE external_id = 'cus_big'",
+            &[&sealed, &kid],
+        )
+        .await
+        .unwrap();
+    crate::cli::seed_member_events(&admin, "cus_big", 50_000).await;
+    let mut owner = Connection::from(db.admin().await);
+    let (_, token) = key(&mut owner, "co_big", &[Scope::PrivacyExport]).await;
+    let stack = Stack::for_db(&db, "apiexport").await;
+
+    let (status, answer) = call(
+        &stack,
+        "POST",
+        "/v1/members/cus_big/export",
+        Some(&token),
+        "",
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    let id = serde_json::from_str::<Value>(&answer).unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let done = loop {
+        let (_, answer) = call(
+            &stack,
+            "GET",
+            &format!("/v1/exports/{id}"),
+            Some(&token),
+            "",
+        )
+        .await;
+        let state: Value = serde_json::from_str(&answer).unwrap();
+        if state["status"] != "pending" {
+            break state;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(240),
+            "the export is still pending; the stack said:\n{}",
+            stack.output()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["counts"]["event"], 50_000, "{done}");
+    let url = done["url"].as_str().unwrap();
+    let file = http::request("GET", url, &[], Bytes::new()).await.unwrap();
+    assert_eq!(file.status, 200);
+    let text = String::from_utf8(file.body.to_vec()).unwrap();
+    assert_eq!(text.lines().count(), 50_001);
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(first["email"], "big.member@example.com", "decrypted");
+    assert!(text.contains(r#""payload":{"data""#), "payloads decrypted");
+
+    // The function's own report: what it used against what it is given.
+    let report = stack
+        .wait_for(std::time::Duration::from_secs(10), |l| {
+            l.starts_with("[ExportMemberFunction] REPORT")
+        })
+        .await;
+    let number = |label: &str| -> u64 {
+        report
+            .split(label)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap()
+    };
+    let (used, size) = (number("Max Memory Used: "), number("Memory Size: "));
+    eprintln!("export of 50,000 events: {report}");
+    assert!(used < size, "used {used} MB of {size} MB: {report}");
+    // A key of the company without privacy:export may not read it.
+    let (_, other) = key(&mut owner, "co_big", &[Scope::EventsRead]).await;
+    let (status, _) = call(
+        &stack,
+        "GET",
+        &format!("/v1/exports/{id}"),
+        Some(&other),
+        "",
+    )
+    .await;
+    assert_eq!(status, 403);
 }

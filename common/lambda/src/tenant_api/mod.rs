@@ -16,13 +16,16 @@ use std::time::Instant;
 use lambda_http::request::RequestContext;
 use lambda_http::{service_fn, Body, Request, RequestExt, Response};
 
-use inlet_adapters::aws::{sdk_config_for, DynamoRateLimiter, Patience, SqsDeadLetters, SqsQueue};
+use inlet_adapters::aws::{
+    sdk_config_for, DynamoRateLimiter, Patience, S3Exports, SqsDeadLetters, SqsExportQueue,
+    SqsQueue,
+};
 use inlet_core::api_key::{allows, PresentedKey, Scope};
 use inlet_core::clock::now_ms;
 use inlet_core::config::{self, Env, ProcessEnv, SettingsError};
 use inlet_core::crypto::KeyRing;
 use inlet_domain::keys::{self, Refused};
-use inlet_domain::ports::DeadLetterQueue;
+use inlet_domain::ports::{DeadLetterQueue, ExportFiles, ExportQueue};
 use inlet_postgres::{Database, DbSettings};
 use inlet_webhooks::intake::{EventQueue, RateDecision, RateLimit, RateLimiter};
 
@@ -45,6 +48,8 @@ pub enum Route {
     ListCases,
     AbReport,
     EraseMember(String),
+    RequestExport(String),
+    GetExport(String),
     OpenApi,
 }
 
@@ -58,6 +63,7 @@ impl Route {
         let allow = match segments.as_slice() {
             ["", "v1", "events", "replay"] | ["", "v1", "events", _, "replay"] => "POST",
             ["", "v1", "members", _] => "DELETE",
+            ["", "v1", "members", _, "export"] => "POST",
             _ => "GET",
         };
         let route = match segments.as_slice() {
@@ -73,6 +79,10 @@ impl Route {
             ["", "v1", "members", id] => {
                 (method == "DELETE").then(|| Route::EraseMember((*id).to_owned()))
             }
+            ["", "v1", "members", id, "export"] => {
+                post.then(|| Route::RequestExport((*id).to_owned()))
+            }
+            ["", "v1", "exports", id] => get.then(|| Route::GetExport((*id).to_owned())),
             ["", "v1", "openapi.json"] => get.then_some(Route::OpenApi),
             _ => return Err(Problem::not_found()),
         };
@@ -94,6 +104,7 @@ impl Route {
             Route::ReplayEvent(_) | Route::ReplayEvents => Some(Scope::EventsReplay),
             Route::ListCases | Route::AbReport => Some(Scope::ReportsRead),
             Route::EraseMember(_) => Some(Scope::PrivacyDelete),
+            Route::RequestExport(_) | Route::GetExport(_) => Some(Scope::PrivacyExport),
             Route::OpenApi => None,
         }
     }
@@ -109,6 +120,8 @@ impl Route {
             Route::ListCases => "GET /v1/recovery/cases",
             Route::AbReport => "GET /v1/reports/ab",
             Route::EraseMember(_) => "DELETE /v1/members/{id}",
+            Route::RequestExport(_) => "POST /v1/members/{id}/export",
+            Route::GetExport(_) => "GET /v1/exports/{id}",
             Route::OpenApi => "GET /v1/openapi.json",
         }
     }
@@ -126,6 +139,8 @@ pub struct ApiSettings {
     pub key_requests_per_sec: u32,
     /// The dead-letter queues an erasure searches (`EVENTS_DLQ_URL`, `REMINDERS_DLQ_URL`).
     pub dlq_urls: Vec<String>,
+    pub exports_queue_url: String,
+    pub exports_bucket: String,
 }
 
 impl ApiSettings {
@@ -151,12 +166,14 @@ impl ApiSettings {
                 config::required(env, "EVENTS_DLQ_URL")?,
                 config::required(env, "REMINDERS_DLQ_URL")?,
             ],
+            exports_queue_url: config::required(env, "EXPORTS_QUEUE_URL")?,
+            exports_bucket: config::required(env, "EXPORTS_BUCKET")?,
         })
     }
 }
 
 /// The API over its ports.
-pub struct TenantApi<R, Q, D> {
+pub struct TenantApi<R, Q, D, E, F> {
     pub database: Database,
     pub keys: KeyRing,
     pub limiter: R,
@@ -165,6 +182,9 @@ pub struct TenantApi<R, Q, D> {
     /// The dead-letter queues an erasure searches.
     pub dead_letters: D,
     pub dlq_urls: Vec<String>,
+    /// Export jobs go here; finished exports are linked from there.
+    pub export_queue: E,
+    pub export_files: F,
 }
 
 /// What one request was, for its log line.
@@ -175,7 +195,14 @@ struct Seen {
     company: Option<String>,
 }
 
-impl<R: RateLimiter + Sync, Q: EventQueue + Sync, D: DeadLetterQueue> TenantApi<R, Q, D> {
+impl<R, Q, D, E, F> TenantApi<R, Q, D, E, F>
+where
+    R: RateLimiter + Sync,
+    Q: EventQueue + Sync,
+    D: DeadLetterQueue,
+    E: ExportQueue + Sync,
+    F: ExportFiles + Sync,
+{
     pub async fn handle(&self, request: Request) -> Response<Body> {
         let started = Instant::now();
         let request_id = match request.request_context_ref() {
@@ -205,7 +232,11 @@ impl<R: RateLimiter + Sync, Q: EventQueue + Sync, D: DeadLetterQueue> TenantApi<
         // API Gateway decodes path parameters (`%40` is `@`); the raw path is as sent.
         if let Some(decoded) = request.path_parameters_ref().and_then(|p| p.first("id")) {
             match &mut route {
-                Route::GetEvent(id) | Route::ReplayEvent(id) | Route::EraseMember(id) => {
+                Route::GetEvent(id)
+                | Route::ReplayEvent(id)
+                | Route::EraseMember(id)
+                | Route::RequestExport(id)
+                | Route::GetExport(id) => {
                     decoded.clone_into(id);
                 }
                 _ => {}
@@ -259,6 +290,12 @@ impl<R: RateLimiter + Sync, Q: EventQueue + Sync, D: DeadLetterQueue> TenantApi<
                     query,
                 )
                 .await
+            }
+            Route::RequestExport(id) => {
+                routes::request_export(connection, &ctx, &self.export_queue, id, query).await
+            }
+            Route::GetExport(id) => {
+                routes::get_export(connection, &ctx, &self.export_files, id, query).await
             }
             Route::OpenApi => Ok(routes::openapi_document()),
         }
@@ -353,7 +390,8 @@ fn json_body(request: &Request) -> Result<&[u8], Problem> {
     Ok(body)
 }
 
-pub type LiveApi = TenantApi<DynamoRateLimiter, SqsQueue, SqsDeadLetters>;
+pub type LiveApi =
+    TenantApi<DynamoRateLimiter, SqsQueue, SqsDeadLetters, SqsExportQueue, S3Exports>;
 
 /// Builds the API with its AWS adapters (clients once per container).
 pub async fn build(settings: ApiSettings) -> LiveApi {
@@ -376,6 +414,11 @@ pub async fn build(settings: ApiSettings) -> LiveApi {
         },
         dead_letters: SqsDeadLetters::new(aws_sdk_sqs::Client::new(&sdk)),
         dlq_urls: settings.dlq_urls,
+        export_queue: SqsExportQueue::new(
+            aws_sdk_sqs::Client::new(&sdk),
+            settings.exports_queue_url,
+        ),
+        export_files: S3Exports::new(&sdk, settings.exports_bucket),
     }
 }
 
