@@ -177,7 +177,8 @@ async fn scan_events(
 ) -> Result<u64, Failure> {
     // The scan reads the company's whole ledger: a statement the functions' usual timeout (a few
     // seconds) would cancel. The caller's own time limit still applies.
-    tx.execute("SET LOCAL statement_timeout = '15min'", &[]).await?;
+    tx.execute("SET LOCAL statement_timeout = '15min'", &[])
+        .await?;
     let rows = tx
         .query_stream(
             "SELECT id, source_id, provider, provider_event_id, event_type, object_type, object_id,
