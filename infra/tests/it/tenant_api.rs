@@ -204,10 +204,35 @@ async fn every_route_answers_each_kind_of_key_rightly_and_never_shows_another_te
     let operations = operations(&document);
     let secured = operations.iter().filter(|(_, _, s)| s.is_some()).count();
     assert!(
-        secured >= 10,
+        secured >= 11,
         "the document lists the routes: {operations:?}"
     );
 
+    // A dead letter of each tenant, with the attributes the consumer gives them.
+    let config = inlet_adapters::aws::sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let dlq = inlet_adapters::aws::queue_url(&sqs, &format!("{}EventsDLQ", stack.prefix))
+        .await
+        .unwrap();
+    for (company, code) in [(A, "unknown_tenant"), (B, "projection_rejected")] {
+        let text = |v: &str| {
+            aws_sdk_sqs::types::MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(v)
+                .build()
+                .unwrap()
+        };
+        sqs.send_message()
+            .queue_url(&dlq)
+            .message_body("{}")
+            .message_attributes("company_id", text(company))
+            .message_attributes("inlet_error_code", text(code))
+            .message_attributes("inlet_error_class", text("permanent"))
+            .message_attributes("provider", text("stripe"))
+            .send()
+            .await
+            .unwrap();
+    }
     let replays_before: i64 = owner
         .query_one("SELECT sum(replay_count)::bigint FROM webhook_events", &[])
         .await
@@ -281,6 +306,20 @@ async fn every_route_answers_each_kind_of_key_rightly_and_never_shows_another_te
             "{route}: {answer}"
         );
     }
+    // Each tenant sees its own dead letter only.
+    let (status, answer) = call(&stack, "GET", "/v1/dead-letters", Some(&b_admin), "").await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer.contains("projection_rejected") && !answer.contains("unknown_tenant"),
+        "{answer}"
+    );
+    let (_, a_reader) = key(&mut owner, A, &[Scope::EventsRead]).await;
+    let (_, answer) = call(&stack, "GET", "/v1/dead-letters", Some(&a_reader), "").await;
+    assert!(
+        answer.contains("unknown_tenant") && !answer.contains("projection_rejected"),
+        "{answer}"
+    );
+    tokens.push(a_reader);
     // B's own event is B's (the 404 above is not a broken route).
     let (status, _) = call(
         &stack,
@@ -611,7 +650,7 @@ async fn the_served_document_is_valid_openapi_and_schemathesis_finds_no_5xx_and_
         String::from_utf8_lossy(&run.stderr)
     );
     assert!(
-        report.contains("Tested: 11"),
+        report.contains("Tested: 12"),
         "every operation was tested:\n{report}"
     );
     assert!(

@@ -48,6 +48,7 @@ pub enum Route {
     ListCases,
     AbReport,
     EraseMember(String),
+    DeadLetters,
     RequestExport(String),
     GetExport(String),
     OpenApi,
@@ -83,6 +84,7 @@ impl Route {
                 post.then(|| Route::RequestExport((*id).to_owned()))
             }
             ["", "v1", "exports", id] => get.then(|| Route::GetExport((*id).to_owned())),
+            ["", "v1", "dead-letters"] => get.then_some(Route::DeadLetters),
             ["", "v1", "openapi.json"] => get.then_some(Route::OpenApi),
             _ => return Err(Problem::not_found()),
         };
@@ -100,7 +102,9 @@ impl Route {
 
     pub fn scope(&self) -> Option<Scope> {
         match self {
-            Route::ListEvents | Route::GetEvent(_) | Route::ListSources => Some(Scope::EventsRead),
+            Route::ListEvents | Route::GetEvent(_) | Route::ListSources | Route::DeadLetters => {
+                Some(Scope::EventsRead)
+            }
             Route::ReplayEvent(_) | Route::ReplayEvents => Some(Scope::EventsReplay),
             Route::ListCases | Route::AbReport => Some(Scope::ReportsRead),
             Route::EraseMember(_) => Some(Scope::PrivacyDelete),
@@ -121,6 +125,7 @@ impl Route {
             Route::AbReport => "GET /v1/reports/ab",
             Route::EraseMember(_) => "DELETE /v1/members/{id}",
             Route::RequestExport(_) => "POST /v1/members/{id}/export",
+            Route::DeadLetters => "GET /v1/dead-letters",
             Route::GetExport(_) => "GET /v1/exports/{id}",
             Route::OpenApi => "GET /v1/openapi.json",
         }
@@ -137,8 +142,8 @@ pub struct ApiSettings {
     pub events_queue_max_message_bytes: usize,
     /// Requests per second one key may make.
     pub key_requests_per_sec: u32,
-    /// The dead-letter queues an erasure searches (`EVENTS_DLQ_URL`, `REMINDERS_DLQ_URL`).
-    pub dlq_urls: Vec<String>,
+    /// The dead-letter queues, by name: what `/v1/dead-letters` lists and an erasure searches.
+    pub dlq_urls: Vec<(&'static str, String)>,
     pub exports_queue_url: String,
     pub exports_bucket: String,
 }
@@ -163,8 +168,8 @@ impl ApiSettings {
                 "a whole number of requests",
             )?,
             dlq_urls: vec![
-                config::required(env, "EVENTS_DLQ_URL")?,
-                config::required(env, "REMINDERS_DLQ_URL")?,
+                ("events", config::required(env, "EVENTS_DLQ_URL")?),
+                ("reminders", config::required(env, "REMINDERS_DLQ_URL")?),
             ],
             exports_queue_url: config::required(env, "EXPORTS_QUEUE_URL")?,
             exports_bucket: config::required(env, "EXPORTS_BUCKET")?,
@@ -179,9 +184,9 @@ pub struct TenantApi<R, Q, D, E, F> {
     pub limiter: R,
     pub queue: Q,
     pub key_limit: RateLimit,
-    /// The dead-letter queues an erasure searches.
+    /// The dead-letter queues (by name): listed for a tenant, searched by an erasure.
     pub dead_letters: D,
-    pub dlq_urls: Vec<String>,
+    pub dlq_urls: Vec<(&'static str, String)>,
     /// Export jobs go here; finished exports are linked from there.
     pub export_queue: E,
     pub export_files: F,
@@ -290,6 +295,9 @@ where
                     query,
                 )
                 .await
+            }
+            Route::DeadLetters => {
+                routes::list_dead_letters(&ctx, &self.dead_letters, &self.dlq_urls, query).await
             }
             Route::RequestExport(id) => {
                 routes::request_export(connection, &ctx, &self.export_queue, id, query).await

@@ -623,7 +623,7 @@ pub async fn erase_member(
     connection: &mut Connection,
     ctx: &Ctx<'_>,
     dead_letters: &impl DeadLetterQueue,
-    dlq_urls: &[String],
+    dlq_urls: &[(&'static str, String)],
     id: &str,
     query: Option<&str>,
 ) -> Result<Response<Body>, Problem> {
@@ -637,7 +637,7 @@ pub async fn erase_member(
         return Err(Problem::not_found());
     }
     let mut deleted = 0;
-    for url in dlq_urls {
+    for (_, url) in dlq_urls {
         let matched = dead_letters::delete_matching(
             dead_letters,
             url,
@@ -815,6 +815,75 @@ pub async fn get_export(
     ))
 }
 
+/// This tenant's dead letters of one kind.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetterGroup {
+    /// `events` or `reminders`.
+    pub queue: &'static str,
+    /// permanent or transient.
+    pub class: String,
+    /// The stable code (docs/DEAD_LETTERS.md), e.g. `unknown_tenant`, `retries_exhausted`.
+    pub code: String,
+    pub provider: String,
+    pub count: usize,
+    pub oldest_age_seconds: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetterList {
+    pub data: Vec<DeadLetterGroup>,
+}
+
+/// This tenant's dead letters, counted by queue, class, code and provider.
+#[utoipa::path(
+    get, path = "/v1/dead-letters", tag = "events",
+    security(("api_key" = ["events:read"])),
+    responses(
+        (status = 200, description = "The dead letters by cause", body = DeadLetterList),
+        (status = 400, description = "A parameter is invalid", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 401, description = "No valid key", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the scope", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests for this key", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "Try again shortly", body = ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_dead_letters(
+    ctx: &Ctx<'_>,
+    port: &impl DeadLetterQueue,
+    dlq_urls: &[(&'static str, String)],
+    query: Option<&str>,
+) -> Result<Response<Body>, Problem> {
+    Params::parse(query, &[])?;
+    let now = inlet_core::clock::now_ms();
+    let mut data = Vec::new();
+    for (queue, url) in dlq_urls {
+        let unavailable = |error: inlet_core::StoreError| {
+            tracing::error!(%error, "a dead-letter queue could not be read");
+            Problem::unavailable()
+        };
+        let scanned = dead_letters::scan(port, url).await.map_err(unavailable)?;
+        dead_letters::release(port, url, &scanned)
+            .await
+            .map_err(unavailable)?;
+        let mine: Vec<&inlet_domain::ports::DeadMessage> = scanned
+            .iter()
+            .map(|r| &r.message)
+            .filter(|m| m.company() == ctx.auth.company.as_str())
+            .collect();
+        for ((class, code, provider, _), group) in dead_letters::group(&mine, now) {
+            data.push(DeadLetterGroup {
+                queue,
+                class,
+                code,
+                provider,
+                count: group.count,
+                oldest_age_seconds: group.oldest_age_ms.max(0) / 1000,
+            });
+        }
+    }
+    Ok(json(200, &DeadLetterList { data }))
+}
+
 /// This document.
 #[utoipa::path(
     get, path = "/v1/openapi.json", tag = "meta",
@@ -862,6 +931,7 @@ impl Modify for BearerKey {
         list_cases,
         ab_report,
         erase_member,
+        list_dead_letters,
         request_export,
         get_export,
         openapi_document
