@@ -202,13 +202,8 @@ async fn audit_moved(
     }
     let details =
         serde_json::json!({ "messages": moved.len(), "by_queue_and_code": by_queue_and_code });
-    let actor = Actor::operator_from_env().to_string();
     let tx = connection.tx().await?;
-    tx.execute(
-        "SELECT record_audit(NULL, $1, $2, '', NULL, $3)",
-        &[&actor, &action, &details],
-    )
-    .await?;
+    inlet_domain::audit::record_system(&tx, &Actor::operator_from_env(), action, &details).await?;
     tx.commit().await?;
     Ok(())
 }

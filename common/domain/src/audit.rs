@@ -86,6 +86,22 @@ pub async fn record(tx: &Tx<'_>, entry: &Entry<'_>) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Appends a system-wide row (a cron's call across tenants) inside `tx`, through the one door
+/// the maintenance roles have (`record_audit`).
+pub async fn record_system(
+    tx: &Tx<'_>,
+    actor: &Actor,
+    action: &'static str,
+    details: &Value,
+) -> Result<(), DbError> {
+    tx.execute(
+        "SELECT record_audit(NULL, $1, $2, '', NULL, $3)",
+        &[&actor.to_string(), &action, details],
+    )
+    .await?;
+    Ok(())
+}
+
 /// What a row's hash covers: each field as `<chars>:<text>;`, `~;` for NULL, the time in
 /// microseconds since the epoch. Must equal migration 013's `audit_canonical`.
 #[allow(clippy::too_many_arguments)]

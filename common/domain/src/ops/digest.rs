@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::dead_letters::{release, scan};
 use super::state;
+use crate::audit::{self, Actor};
 use crate::ports::{Alerts, DeadLetterQueue, DeadMessage, Severity};
 use crate::reminders::ReminderJob;
 
@@ -144,6 +145,15 @@ pub async fn run(
                     .query_one("SELECT fail_dead_reminders($1, $2)", &[&ids, &codes])
                     .await?
                     .get(0);
+                if settled > 0 {
+                    audit::record_system(
+                        &tx,
+                        &Actor::Function("dlq-digest"),
+                        "reminders.fail_dead",
+                        &serde_json::json!({ "count": settled }),
+                    )
+                    .await?;
+                }
                 tx.commit().await?;
                 run.settled_reminders += u64::try_from(settled).unwrap_or(0);
             }

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use inlet_core::Failure;
 use inlet_postgres::Connection;
 
+use crate::audit::{self, Actor};
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Report {
     pub events_deleted: u64,
@@ -76,9 +78,11 @@ async fn audit_run(connection: &mut Connection, report: &Report) -> Result<(), F
         "attempts_deleted": report.attempts_deleted,
     });
     let tx = connection.tx().await?;
-    tx.execute(
-        "SELECT record_audit(NULL, 'function:retention', 'retention.run', '', NULL, $1)",
-        &[&details],
+    audit::record_system(
+        &tx,
+        &Actor::Function("retention"),
+        "retention.run",
+        &details,
     )
     .await?;
     tx.commit().await?;

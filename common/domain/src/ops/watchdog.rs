@@ -9,6 +9,7 @@ use inlet_postgres::Connection;
 use serde_json::json;
 
 use super::state;
+use crate::audit::{self, Actor};
 use crate::ports::{Alerts, Severity};
 
 /// The advisory lock that keeps two watchdogs from running at once.
@@ -115,6 +116,20 @@ pub async fn run(
             &[&now_ms, &policy.silent_min_events, &policy.silent_intervals, &policy.silent_min.as_secs_f64()],
         )
         .await?;
+    for (action, count) in [
+        ("reminders.requeue_stuck", u64::from(report.requeued)),
+        ("sources.mark_silent", silent.len() as u64),
+    ] {
+        if count > 0 {
+            audit::record_system(
+                &tx,
+                &Actor::Function("watchdog"),
+                action,
+                &serde_json::json!({ "count": count }),
+            )
+            .await?;
+        }
+    }
     report.silent = silent
         .iter()
         .map(|row| Silent {

@@ -13,6 +13,7 @@ use inlet_core::Failure;
 use inlet_postgres::Connection;
 
 use super::ReminderJob;
+use crate::audit::{self, Actor};
 use crate::ports::ReminderQueue;
 
 /// SQS's SendMessageBatch limit.
@@ -79,9 +80,18 @@ async fn claim_and_enqueue(
             .await?
             .get(0)
     };
-    tx.commit().await?;
     let claimed = jobs.len() as u64;
     let released = u64::try_from(released).unwrap_or(0);
+    if claimed > 0 {
+        audit::record_system(
+            &tx,
+            &Actor::Function("schedule-reminders"),
+            "reminders.claim",
+            &serde_json::json!({ "claimed": claimed, "released": released }),
+        )
+        .await?;
+    }
+    tx.commit().await?;
     Ok(RunStats {
         claimed,
         enqueued: claimed - failed_ids.len() as u64,

@@ -128,6 +128,25 @@ async fn two_scheduler_runs_at_once_enqueue_each_due_reminder_once() {
         status_counts(&db).await,
         [("enqueued".to_owned(), 25), ("pending".to_owned(), 1)]
     );
+    // Every claim across tenants is on the audit log's system chain, with what it did.
+    let claims: Vec<serde_json::Value> = db
+        .admin()
+        .await
+        .query(
+            "SELECT details FROM audit_log WHERE company_id IS NULL \
+               AND actor = 'function:schedule-reminders' AND action = 'reminders.claim' ORDER BY seq",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(claims.len() >= 3, "{claims:?}");
+    assert_eq!(
+        claims[0],
+        serde_json::json!({"claimed": 25, "released": 25})
+    );
 }
 
 /// Refuses the jobs of even reminder ids, as a partial SendMessageBatch failure does.

@@ -441,7 +441,7 @@ const DEFINER_EXECUTORS: [(&str, &[&str]); 12] = [
     ("api_key_lookup", &[audit::APP_ROLE]),
     // A trigger function: it runs as the owner for whoever inserts; nobody calls it.
     ("audit_chain", &[]),
-    ("record_audit", &[audit::OPS_ROLE]),
+    ("record_audit", &[audit::OPS_ROLE, audit::SCHEDULER_ROLE]),
     ("claim_due_reminders", &[audit::SCHEDULER_ROLE]),
     ("release_reminders", &[audit::SCHEDULER_ROLE]),
     ("mark_silent_sources", &[audit::OPS_ROLE]),
