@@ -117,9 +117,10 @@ async fn delete(
         store.delete(source).await?;
         println!("deleted source {source}");
     }
-    let deleted = companies::delete(&mut connection, &Actor::operator_from_env(), &company)
-        .await?
-        .ok_or_else(|| anyhow!("company {company} was deleted meanwhile"))?;
+    let deleted =
+        inlet_domain::offboarding::offboard(&mut connection, &Actor::operator_from_env(), &company)
+            .await?
+            .ok_or_else(|| anyhow!("company {company} was deleted meanwhile"))?;
     let summary: Vec<String> = deleted.iter().map(|(t, n)| format!("{n} {t}")).collect();
     println!("company {company} deleted: {}", summary.join(", "));
     Ok(())

@@ -19,6 +19,7 @@ pub mod events;
 pub mod keys;
 pub mod ledger;
 pub mod money;
+pub mod offboarding;
 pub mod ops;
 pub mod payload;
 pub mod ports;

@@ -45,8 +45,16 @@ impl S3Exports {
     /// serves buckets; virtual-hosted style on AWS.
     pub fn new(sdk: &aws_config::SdkConfig, bucket: impl Into<String>) -> Self {
         let local = std::env::var("AWS_ENDPOINT_URL").is_ok();
+        // An export file can be large: its upload gets minutes, not the seconds other calls get.
         let config = aws_sdk_s3::config::Builder::from(sdk)
             .force_path_style(local)
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(120))
+                    .operation_timeout(Duration::from_secs(240))
+                    .build(),
+            )
             .build();
         Self {
             client: Client::from_conf(config),

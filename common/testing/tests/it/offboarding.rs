@@ -3,7 +3,7 @@
 
 use inlet_core::CompanyId;
 use inlet_domain::audit::{self, Actor};
-use inlet_domain::companies;
+use inlet_domain::offboarding;
 use inlet_postgres::Connection;
 use inlet_testing::TestDb;
 
@@ -46,7 +46,7 @@ async fn offboarding_leaves_no_row_of_the_company_in_any_tenant_table() {
     let mut owner = Connection::from(db.admin().await);
     let actor = Actor::Operator("offboarder".into());
     let company = CompanyId::parse(A).unwrap();
-    let deleted = companies::delete(&mut owner, &actor, &company)
+    let deleted = offboarding::offboard(&mut owner, &actor, &company)
         .await
         .unwrap()
         .unwrap();
@@ -64,7 +64,7 @@ async fn offboarding_leaves_no_row_of_the_company_in_any_tenant_table() {
         } else {
             assert_eq!(
                 left, 0,
-                "{table} still holds rows of the offboarded company: add it to companies::OFFBOARDED_TABLES"
+                "{table} still holds rows of the offboarded company: add it to offboarding::OFFBOARDED_TABLES"
             );
         }
     }
@@ -80,7 +80,7 @@ async fn offboarding_leaves_no_row_of_the_company_in_any_tenant_table() {
     assert!(audit::verify(&admin, None).await.unwrap().broken.is_empty());
     // A second time: nothing to delete.
     assert_eq!(
-        companies::delete(&mut owner, &actor, &company)
+        offboarding::offboard(&mut owner, &actor, &company)
             .await
             .unwrap(),
         None

@@ -1,0 +1,196 @@
+//! The routes under `/v1/`, each documented where it is written: the OpenAPI document served
+//! at `/v1/openapi.json` is generated from these attributes (utoipa), and the route matrix test
+//! enumerates the routes from that document.
+
+mod events;
+mod members;
+mod reports;
+
+pub use events::CaseStatus;
+pub use events::{
+    get_event, list_dead_letters, list_events, list_sources, replay_event, replay_events,
+    EventStatus,
+};
+pub use members::{erase_member, get_export, request_export};
+pub use reports::{ab_report, list_cases};
+
+use lambda_http::{Body, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::SchemaType;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+
+use inlet_core::api_key::Scope;
+use inlet_domain::api::{
+    self, AbReport, Cursor, EventDetail, EventFilter, EventPage, RecoveryCasePage, SourceList,
+    CASE_STATUSES, EVENT_STATUSES,
+};
+use inlet_domain::audit::Actor;
+use inlet_domain::keys::{self, Authenticated};
+use inlet_domain::ops::dead_letters;
+use inlet_domain::ops::replay::{self, ReplayError, Selection};
+use inlet_domain::ports::{DeadLetterQueue, ExportFiles, ExportQueue};
+use inlet_domain::privacy::{self, PrivacyError};
+use inlet_postgres::{Connection, Tx};
+use inlet_webhooks::intake::EventQueue;
+use inlet_webhooks::providers::Provider;
+
+use super::problem::{Problem, ProblemDocument};
+use super::query::Params;
+
+/// What a handler knows about its request besides its inputs.
+pub struct Ctx<'a> {
+    pub keys: &'a inlet_core::crypto::KeyRing,
+    pub auth: &'a Authenticated,
+}
+
+pub fn json<T: Serialize>(status: u16, value: &T) -> Response<Body> {
+    let body = serde_json::to_string(value).unwrap_or_default();
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("cache-control", "no-store")
+        .body(Body::Text(body))
+        .unwrap_or_else(|_| Response::new(Body::Empty))
+}
+
+/// The tenant's transaction for a request: the key's company, and its use noted.
+async fn begin<'c>(connection: &'c mut Connection, ctx: &Ctx<'_>) -> Result<Tx<'c>, Problem> {
+    let (tx, _) = connection.tenant_tx(&ctx.auth.company).await?;
+    keys::touch(&tx, &ctx.auth.key_id).await?;
+    Ok(tx)
+}
+
+fn provider_names() -> Vec<&'static str> {
+    Provider::ALL.iter().map(|p| p.as_str()).collect()
+}
+
+fn provider_schema() -> impl Into<RefOr<Schema>> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(provider_names()))
+}
+
+/// In a JSON body a filter may also be null (the same as absent).
+fn nullable_provider_schema() -> impl Into<RefOr<Schema>> {
+    let mut values: Vec<serde_json::Value> = provider_names().into_iter().map(Into::into).collect();
+    values.push(serde_json::Value::Null);
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .enum_values(Some(values))
+}
+
+/// A list's cursor from the query, opened for this tenant and list.
+fn cursor(params: &Params, ctx: &Ctx<'_>, list: &str) -> Result<Option<Cursor>, Problem> {
+    params
+        .raw("cursor")
+        .map(|text| {
+            Cursor::open(text, ctx.keys, &ctx.auth.company, list).map_err(|_| {
+                Problem::new(
+                    400,
+                    "invalid_cursor",
+                    "Invalid cursor",
+                    "pass back the next_cursor of a page of this list, unchanged",
+                )
+            })
+        })
+        .transpose()
+}
+
+/// An event id from the path: a positive 64-bit integer.
+pub fn event_id(text: &str) -> Result<i64, Problem> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| {
+            Problem::new(
+                400,
+                "invalid_id",
+                "Invalid id",
+                "an event id is a positive integer",
+            )
+        })
+}
+
+pub fn missing_scope(scope: Scope) -> Problem {
+    Problem::new(
+        403,
+        "missing_scope",
+        "Missing scope",
+        &format!("this needs a key with the {scope} scope"),
+    )
+}
+
+/// A member id from the path: a provider id (`cus_...`, `user_...`).
+pub fn member_id(text: &str) -> Result<&str, Problem> {
+    let ok = (1..=200).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:@-".contains(&b));
+    ok.then_some(text).ok_or_else(|| {
+        Problem::new(
+            400,
+            "invalid_id",
+            "Invalid id",
+            "a member id is 1 to 200 of A-Z a-z 0-9 _ . : @ -",
+        )
+    })
+}
+
+/// This document.
+#[utoipa::path(
+    get, path = "/v1/openapi.json", tag = "meta",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json"))
+)]
+pub fn openapi_document() -> Response<Body> {
+    json(200, &ApiDoc::openapi())
+}
+
+struct BearerKey;
+
+impl Modify for BearerKey {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("ink_<key id>_<secret>")
+                    .description(Some(
+                        "A tenant API key (`inlet keys create`). The scopes listed on each \
+                         operation are the roles it needs; `admin` allows every operation.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Inlet tenant API",
+        version = "1",
+        description = "Read a tenant's events, sources, recovery cases and A/B results; replay events. \
+                       Every request is authenticated with a tenant API key and sees that tenant's data only."
+    ),
+    paths(
+        events::list_events,
+        events::get_event,
+        events::replay_event,
+        events::replay_events,
+        events::list_sources,
+        events::list_dead_letters,
+        reports::list_cases,
+        reports::ab_report,
+        members::erase_member,
+        members::request_export,
+        members::get_export,
+        openapi_document
+    ),
+    components(schemas(ProblemDocument, EventStatus, CaseStatus)),
+    modifiers(&BearerKey)
+)]
+pub struct ApiDoc;
