@@ -82,16 +82,17 @@ pub async fn run_dlq_digest() -> Result<(), Error> {
         }
     };
     let queues = [
-        ("EventsDLQ", "EVENTS_DLQ_URL", false),
-        ("RemindersDLQ", "REMINDERS_DLQ_URL", true),
-        ("ExportsDLQ", "EXPORTS_DLQ_URL", false),
+        ("EventsDLQ", "EVENTS_DLQ_URL", false, false),
+        ("RemindersDLQ", "REMINDERS_DLQ_URL", true, false),
+        ("ExportsDLQ", "EXPORTS_DLQ_URL", false, true),
     ]
     .into_iter()
-    .map(|(name, variable, reminders)| {
+    .map(|(name, variable, reminders, exports)| {
         config::required(&env, variable).map(|url| digest::DigestQueue {
             name: name.to_owned(),
             url,
             reminders,
+            exports,
         })
     })
     .collect::<Result<Vec<_>, _>>()

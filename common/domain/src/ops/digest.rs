@@ -99,6 +99,17 @@ pub fn dead_reminders(messages: &[&DeadMessage]) -> Vec<(i64, String)> {
         .collect()
 }
 
+/// The export requests an exports-DLQ holds jobs of: (company, request id, code).
+pub fn dead_exports(messages: &[&DeadMessage]) -> Vec<(String, i64, String)> {
+    messages
+        .iter()
+        .filter_map(|m| {
+            let job: crate::privacy::ExportMessage = serde_json::from_str(&m.body).ok()?;
+            Some((job.company_id, job.request_id, m.code()))
+        })
+        .collect()
+}
+
 /// A DLQ the digest reads.
 #[derive(Debug, Clone)]
 pub struct DigestQueue {
@@ -107,6 +118,8 @@ pub struct DigestQueue {
     pub url: String,
     /// The reminders DLQ: its jobs' reminders are settled.
     pub reminders: bool,
+    /// The exports DLQ: its jobs' privacy requests are settled `failed`.
+    pub exports: bool,
 }
 
 /// What a run did.
@@ -115,6 +128,7 @@ pub struct DigestRun {
     pub digests: Vec<QueueDigest>,
     pub published: bool,
     pub settled_reminders: u64,
+    pub failed_exports: u64,
 }
 
 const STATE_KEY: &str = "dlq_digest";
@@ -156,6 +170,33 @@ pub async fn run(
                 }
                 tx.commit().await?;
                 run.settled_reminders += u64::try_from(settled).unwrap_or(0);
+            }
+        }
+        if queue.exports {
+            let dead = dead_exports(&messages);
+            if !dead.is_empty() {
+                let companies: Vec<&str> = dead.iter().map(|(c, _, _)| c.as_str()).collect();
+                let ids: Vec<i64> = dead.iter().map(|(_, id, _)| *id).collect();
+                let codes: Vec<&str> = dead.iter().map(|(_, _, code)| code.as_str()).collect();
+                let tx = connection.tx().await?;
+                let failed: i32 = tx
+                    .query_one(
+                        "SELECT fail_dead_exports($1, $2, $3)",
+                        &[&companies, &ids, &codes],
+                    )
+                    .await?
+                    .get(0);
+                if failed > 0 {
+                    audit::record_system(
+                        &tx,
+                        &Actor::Function("dlq-digest"),
+                        "privacy.export_failed",
+                        &json!({ "count": failed }),
+                    )
+                    .await?;
+                }
+                tx.commit().await?;
+                run.failed_exports += u64::try_from(failed).unwrap_or(0);
             }
         }
         run.digests

@@ -524,11 +524,13 @@ async fn two_causes_make_one_digest_with_their_counts_and_nothing_new_makes_none
             name: "EventsDLQ".into(),
             url: fx.events_dlq_url.clone(),
             reminders: false,
+            exports: false,
         },
         digest::DigestQueue {
             name: "RemindersDLQ".into(),
             url: reminders_dlq.clone(),
             reminders: true,
+            exports: false,
         },
     ];
     let port = SqsDeadLetters::new(fx.sqs.clone());
@@ -851,6 +853,7 @@ async fn a_digest_whose_queue_or_topic_is_down_fails_as_transient_and_reports_it
         name: "EventsDLQ".into(),
         url: fx.events_dlq_url.clone(),
         reminders: false,
+        exports: false,
     }];
     let mut ops = Connection::from(db.ops().await);
     let digest_state = "SELECT count(*) FROM ops_state WHERE key = 'dlq_digest'";
@@ -899,5 +902,68 @@ async fn a_digest_whose_queue_or_topic_is_down_fails_as_transient_and_reports_it
         published[0].2.contains("EventsDLQ: 1 message(s), 1 new"),
         "{}",
         published[0].2
+    );
+}
+
+#[tokio::test]
+async fn an_export_job_that_died_is_settled_failed_by_the_digest_and_its_sealed_id_cleared() {
+    let fx = AwsFixture::create().await;
+    let db = TestDb::create().await;
+    let admin = db.admin().await;
+    admin
+        .batch_execute(
+            "INSERT INTO companies (company_id, name) VALUES ('co_x', 'X');
+             INSERT INTO members (company_id, provider, external_id) VALUES ('co_x', 'stripe', 'cus_x');",
+        )
+        .await
+        .unwrap();
+    let mut owner = Connection::from(db.admin().await);
+    let company = inlet_core::CompanyId::parse("co_x").unwrap();
+    let id =
+        inlet_domain::privacy::request_export(&mut owner, &keys(), &operator(), &company, "cus_x")
+            .await
+            .unwrap();
+    // Its job, moved to the exports DLQ by SQS after its retries (no Inlet code: retries_exhausted).
+    let job = format!(r#"{{"company_id":"co_x","request_id":{id}}}"#);
+    dead_letter(&fx, &fx.events_dlq_url, &job, None).await;
+    let queues = [digest::DigestQueue {
+        name: "ExportsDLQ".into(),
+        url: fx.events_dlq_url.clone(),
+        reminders: false,
+        exports: true,
+    }];
+    let mut ops = Connection::from(db.ops().await);
+    let port = SqsDeadLetters::new(fx.sqs.clone());
+    let run = digest::run(&mut ops, &port, &Recorded::default(), &queues, now_ms())
+        .await
+        .unwrap();
+    assert_eq!(run.failed_exports, 1);
+    let row = admin
+        .query_one(
+            "SELECT status, counts->>'reason', subject_enc IS NULL FROM privacy_requests WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, String>(0),
+            row.get::<_, String>(1),
+            row.get::<_, bool>(2)
+        ),
+        ("failed".to_owned(), "retries_exhausted".to_owned(), true)
+    );
+    // Settled once: the next run finds nothing pending.
+    let again = digest::run(&mut ops, &port, &Recorded::default(), &queues, now_ms())
+        .await
+        .unwrap();
+    assert_eq!(again.failed_exports, 0);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM audit_log WHERE action = 'privacy.export_failed'"
+        )
+        .await,
+        1
     );
 }

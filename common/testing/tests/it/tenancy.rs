@@ -436,7 +436,8 @@ async fn empty_or_null_tenant_context_is_refused() {
 
 /// Who may execute each SECURITY DEFINER function (they cross tenants): a new one must be
 /// declared here, and no other role may execute it.
-const DEFINER_EXECUTORS: [(&str, &[&str]); 12] = [
+const DEFINER_EXECUTORS: [(&str, &[&str]); 13] = [
+    ("fail_dead_exports", &[audit::OPS_ROLE]),
     // Authentication: finds a key's company before any tenant context exists.
     ("api_key_lookup", &[audit::APP_ROLE]),
     // A trigger function: it runs as the owner for whoever inserts; nobody calls it.
