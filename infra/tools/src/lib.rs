@@ -6,3 +6,4 @@
 pub mod chaos;
 pub mod intake_fixture;
 pub mod samples;
+pub mod timing;

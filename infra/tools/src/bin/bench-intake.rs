@@ -24,10 +24,10 @@ use inlet_core::CompanyId;
 use inlet_lambda::webhook::{self, IntakeSettings, LiveIntake};
 use inlet_testing::{AwsFixture, TEST_KEYS};
 use inlet_tools::samples::stripe_event;
-use inlet_webhooks::envelope::Envelope;
+use inlet_tools::timing::{median, Timed};
 use inlet_webhooks::intake::{
-    Claim, DedupeStore, EventQueue, Intake, IntakeConfig, QueueError, Source, SourceSecret,
-    StoreError, TenantRule, DEFAULT_BODY_LIMIT, DEFAULT_TOLERANCE_SECS,
+    Intake, IntakeConfig, Source, SourceSecret, TenantRule, DEFAULT_BODY_LIMIT,
+    DEFAULT_TOLERANCE_SECS,
 };
 use inlet_webhooks::providers::{Provider, SigningSecret};
 use lambda_http::RequestExt;
@@ -73,11 +73,6 @@ impl Sample {
         let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
         sorted[rank.clamp(1, sorted.len()) - 1]
     }
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// Bodies with fresh event ids: every request is a new event (the accept path).
@@ -322,51 +317,6 @@ async fn call_floor(fixture: &AwsFixture, n: usize) -> anyhow::Result<(f64, f64)
     Ok((median(put), median(send)))
 }
 
-/// A port that records how long each call took.
-struct Timed<P> {
-    inner: P,
-    calls: Arc<std::sync::Mutex<HashMap<&'static str, Vec<f64>>>>,
-}
-
-impl<P> Timed<P> {
-    async fn time<T>(&self, name: &'static str, call: impl std::future::Future<Output = T>) -> T {
-        let started = Instant::now();
-        let result = call.await;
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
-        if let Ok(mut calls) = self.calls.lock() {
-            calls.entry(name).or_default().push(ms);
-        }
-        result
-    }
-}
-
-impl<P: DedupeStore + Sync> DedupeStore for Timed<P> {
-    async fn claim(&self, key: &str, hash: &str, now_ms: i64) -> Result<Claim, StoreError> {
-        self.time(
-            "dedupe claim (DynamoDB PutItem)",
-            self.inner.claim(key, hash, now_ms),
-        )
-        .await
-    }
-    async fn complete(&self, key: &str, hash: &str, now_ms: i64) -> Result<(), StoreError> {
-        self.time(
-            "dedupe complete (DynamoDB UpdateItem, after the answer)",
-            self.inner.complete(key, hash, now_ms),
-        )
-        .await
-    }
-    async fn release(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.release(key).await
-    }
-}
-
-impl<P: EventQueue + Sync> EventQueue for Timed<P> {
-    async fn enqueue(&self, envelope: &Envelope<'_>) -> Result<(), QueueError> {
-        self.time("enqueue (SQS SendMessage)", self.inner.enqueue(envelope))
-            .await
-    }
-}
-
 /// Where a sequential request's time goes: each AWS call of the pipeline, timed at its port,
 /// beside the whole answer.
 async fn breakdown(intake: LiveIntake, n: usize, size: usize) {
@@ -375,14 +325,8 @@ async fn breakdown(intake: LiveIntake, n: usize, size: usize) {
         config: intake.config,
         sources: intake.sources,
         rate_limiter: intake.rate_limiter,
-        dedupe: Timed {
-            inner: intake.dedupe,
-            calls: calls.clone(),
-        },
-        queue: Timed {
-            inner: intake.queue,
-            calls: calls.clone(),
-        },
+        dedupe: Timed::new(intake.dedupe, calls.clone()),
+        queue: Timed::new(intake.queue, calls.clone()),
     };
     let mut answers = Vec::new();
     for (i, body) in bodies(n + 1, size, "breakdown").into_iter().enumerate() {
