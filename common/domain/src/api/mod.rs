@@ -102,6 +102,30 @@ fn event(row: &tokio_postgres::Row) -> Event {
     }
 }
 
+/// A page from `limit + 1` rows (newest first): at most `limit` rows, and the sealed cursor of the
+/// last one (its `at_column` microseconds and `id`) when more follow.
+fn paginate<'r>(
+    rows: &'r [tokio_postgres::Row],
+    limit: i64,
+    at_column: &str,
+    keys: &KeyRing,
+    company: &CompanyId,
+    list: &str,
+) -> (Vec<&'r tokio_postgres::Row>, Option<String>) {
+    let page: Vec<_> = rows.iter().take(limit as usize).collect();
+    let next_cursor = (rows.len() as i64 > limit)
+        .then(|| page.last())
+        .flatten()
+        .map(|row| {
+            Cursor {
+                at_micros: row.get(at_column),
+                id: row.get("id"),
+            }
+            .seal(keys, company, list)
+        });
+    (page, next_cursor)
+}
+
 /// A page of the tenant's events matching `filter`, after `cursor`.
 pub async fn list_events(
     tx: &Tx<'_>,
@@ -147,19 +171,7 @@ pub async fn list_events(
             ],
         )
         .await?;
-    let more = rows.len() as i64 > limit;
-    let page: Vec<_> = rows.iter().take(limit as usize).collect();
-    let next_cursor = if more {
-        page.last().map(|row| {
-            Cursor {
-                at_micros: row.get("received_us"),
-                id: row.get("id"),
-            }
-            .seal(keys, company, "events")
-        })
-    } else {
-        None
-    };
+    let (page, next_cursor) = paginate(&rows, limit, "received_us", keys, company, "events");
     Ok(EventPage {
         data: page.into_iter().map(event).collect(),
         next_cursor,
@@ -352,19 +364,7 @@ pub async fn list_cases(
             ],
         )
         .await?;
-    let more = rows.len() as i64 > limit;
-    let page: Vec<_> = rows.iter().take(limit as usize).collect();
-    let next_cursor = if more {
-        page.last().map(|row| {
-            Cursor {
-                at_micros: row.get("opened_us"),
-                id: row.get("id"),
-            }
-            .seal(keys, company, "cases")
-        })
-    } else {
-        None
-    };
+    let (page, next_cursor) = paginate(&rows, limit, "opened_us", keys, company, "cases");
     Ok(RecoveryCasePage {
         data: page
             .into_iter()

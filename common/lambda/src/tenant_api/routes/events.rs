@@ -79,10 +79,6 @@ const EVENT_PARAMS: [&str; 8] = [
     responses(
         (status = 200, description = "A page of events", body = EventPage),
         (status = 400, description = "A parameter is invalid", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 401, description = "No valid key", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks the scope", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests for this key", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 503, description = "Try again shortly", body = ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_events(
@@ -128,11 +124,7 @@ pub async fn list_events(
     responses(
         (status = 200, description = "The event", body = EventDetail),
         (status = 400, description = "The id or a parameter is invalid", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 401, description = "No valid key", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks the scope", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "No such event for this tenant", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests for this key", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 503, description = "Try again shortly", body = ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_event(
@@ -193,12 +185,8 @@ fn replay_problem(error: ReplayError) -> Problem {
     responses(
         (status = 202, description = "Sent to be processed again", body = ReplayResult),
         (status = 400, description = "The id or a parameter is invalid", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 401, description = "No valid key", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks the scope", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "No such event for this tenant", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 409, description = "The payload was dropped by retention", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests for this key", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 503, description = "Try again shortly", body = ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 pub async fn replay_event(
@@ -275,13 +263,9 @@ pub const MAX_REPLAY: i64 = 1000;
     responses(
         (status = 202, description = "Sent to be processed again (or counted, for a dry run)", body = ReplayResult),
         (status = 400, description = "The body is invalid", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 401, description = "No valid key", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks the scope", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 409, description = "A selected payload was dropped by retention", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 413, description = "The body is too large", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 415, description = "The body is not JSON", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests for this key", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 503, description = "Try again shortly", body = ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 pub async fn replay_events(
@@ -382,10 +366,6 @@ pub async fn replay_events(
     responses(
         (status = 200, description = "The sources", body = SourceList),
         (status = 400, description = "A parameter is invalid", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 401, description = "No valid key", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks the scope", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests for this key", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 503, description = "Try again shortly", body = ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_sources(
@@ -426,10 +406,6 @@ pub struct DeadLetterList {
     responses(
         (status = 200, description = "The dead letters by cause", body = DeadLetterList),
         (status = 400, description = "A parameter is invalid", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 401, description = "No valid key", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks the scope", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests for this key", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 503, description = "Try again shortly", body = ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_dead_letters(

@@ -24,11 +24,7 @@ pub struct ErasureResult {
     responses(
         (status = 200, description = "Erased", body = ErasureResult),
         (status = 400, description = "The id is invalid", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 401, description = "No valid key", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks the scope", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "No such member for this tenant (or already erased)", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests for this key", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 503, description = "Try again shortly", body = ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 pub async fn erase_member(
@@ -102,11 +98,7 @@ pub const EXPORT_LINK_SECS: u64 = 900;
     responses(
         (status = 202, description = "Queued", body = ExportStatus),
         (status = 400, description = "The id is invalid", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 401, description = "No valid key", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks the scope", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "No such member for this tenant", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests for this key", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 503, description = "Try again shortly", body = ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 pub async fn request_export(
@@ -181,11 +173,7 @@ fn privacy_problem(error: PrivacyError) -> Problem {
     responses(
         (status = 200, description = "The export", body = ExportStatus),
         (status = 400, description = "The id is invalid", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 401, description = "No valid key", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks the scope", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "No such export for this tenant", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests for this key", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 503, description = "Try again shortly", body = ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_export(

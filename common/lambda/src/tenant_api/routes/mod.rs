@@ -147,6 +147,56 @@ pub fn openapi_document() -> Response<Body> {
     json(200, &ApiDoc::openapi())
 }
 
+/// What every keyed route can answer besides its own answers: the key check (401, 403), the
+/// key's rate limit (429) and an unavailable store (503). Declared once, here, for every
+/// operation with a security requirement.
+struct KeyedAnswers;
+
+impl Modify for KeyedAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.put,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if operation.security.as_ref().is_none_or(Vec::is_empty) {
+                    continue;
+                }
+                for (status, description) in [
+                    ("401", "No valid key"),
+                    ("403", "The key lacks the scope"),
+                    ("429", "Too many requests for this key"),
+                    ("503", "Try again shortly"),
+                ] {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| problem(description).into());
+                }
+            }
+        }
+    }
+}
+
 struct BearerKey;
 
 impl Modify for BearerKey {
@@ -191,6 +241,6 @@ impl Modify for BearerKey {
         openapi_document
     ),
     components(schemas(ProblemDocument, EventStatus, CaseStatus)),
-    modifiers(&BearerKey)
+    modifiers(&BearerKey, &KeyedAnswers)
 )]
 pub struct ApiDoc;

@@ -14,10 +14,6 @@ use super::*;
     responses(
         (status = 200, description = "A page of cases", body = RecoveryCasePage),
         (status = 400, description = "A parameter is invalid", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 401, description = "No valid key", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks the scope", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests for this key", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 503, description = "Try again shortly", body = ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_cases(
@@ -51,10 +47,6 @@ pub async fn list_cases(
     responses(
         (status = 200, description = "The A/B figures", body = AbReport),
         (status = 400, description = "A parameter is invalid", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 401, description = "No valid key", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks the scope", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests for this key", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 503, description = "Try again shortly", body = ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 pub async fn ab_report(
