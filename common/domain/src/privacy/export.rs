@@ -1,6 +1,8 @@
 //! A member's export: their rows and every ledger event that names them, as NDJSON, written
 //! by the CLI to stdout or by the export function (as a job) to a file for the exports bucket.
 
+use tokio_postgres::types::ToSql;
+
 use super::*;
 
 fn write_line(
@@ -19,7 +21,7 @@ fn write_line(
 async fn export_rows(
     tx: &Tx<'_>,
     sql: &'static str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    params: &[&(dyn ToSql + Sync)],
     kind: &'static str,
     out: &mut impl Write,
     counts: &mut Counts,
@@ -118,70 +120,52 @@ async fn write_export(
     }
     let membership_ids: Vec<String> = found.memberships.iter().map(|(_, id)| id.clone()).collect();
     let payment_ids: Vec<String> = found.payments.iter().map(|(_, id)| id.clone()).collect();
-    export_rows(
-        tx,
-        "SELECT to_jsonb(m) - 'company_id' FROM memberships m
-          WHERE company_id = get_current_company_id() AND external_id = ANY($1) ORDER BY external_id",
-        &[&membership_ids],
-        "membership",
-        out,
-        &mut counts,
-    )
-    .await?;
-    export_rows(
-        tx,
-        "SELECT to_jsonb(p) - 'company_id' FROM payments p
-          WHERE company_id = get_current_company_id() AND external_id = ANY($1) ORDER BY external_id",
-        &[&payment_ids],
-        "payment",
-        out,
-        &mut counts,
-    )
-    .await?;
-    export_rows(
-        tx,
-        "SELECT to_jsonb(c) - 'company_id' FROM recovery_cases c
-          WHERE company_id = get_current_company_id() AND id = ANY($1) ORDER BY id",
-        &[&found.case_ids],
-        "recovery_case",
-        out,
-        &mut counts,
-    )
-    .await?;
-    export_rows(
-        tx,
-        "SELECT to_jsonb(r) - 'company_id' || jsonb_build_object('variant', v.name, 'channel', v.channel)
-           FROM reminders r
-           LEFT JOIN ab_test_usage u ON u.reminder_id = r.id
-           LEFT JOIN ab_test_variants v ON v.id = u.variant_id
-          WHERE r.company_id = get_current_company_id() AND r.case_id = ANY($1) ORDER BY r.id",
-        &[&found.case_ids],
-        "reminder",
-        out,
-        &mut counts,
-    )
-    .await?;
-    export_rows(
-        tx,
-        "SELECT to_jsonb(d) - 'company_id' FROM delivery_attempts d
-           JOIN reminders r ON r.id = d.reminder_id
-          WHERE d.company_id = get_current_company_id() AND r.case_id = ANY($1) ORDER BY d.id",
-        &[&found.case_ids],
-        "delivery_attempt",
-        out,
-        &mut counts,
-    )
-    .await?;
-    export_rows(
-        tx,
-        "SELECT to_jsonb(a) - 'company_id' FROM ab_test_conversions a
-          WHERE company_id = get_current_company_id() AND case_id = ANY($1) ORDER BY id",
-        &[&found.case_ids],
-        "click_or_conversion",
-        out,
-        &mut counts,
-    )
-    .await?;
+    // Each kind of row the member has, by the ids that name it: (kind, query, ids).
+    let kinds: [(&'static str, &'static str, &(dyn ToSql + Sync)); 6] = [
+        (
+            "membership",
+            "SELECT to_jsonb(m) - 'company_id' FROM memberships m
+              WHERE company_id = get_current_company_id() AND external_id = ANY($1) ORDER BY external_id",
+            &membership_ids,
+        ),
+        (
+            "payment",
+            "SELECT to_jsonb(p) - 'company_id' FROM payments p
+              WHERE company_id = get_current_company_id() AND external_id = ANY($1) ORDER BY external_id",
+            &payment_ids,
+        ),
+        (
+            "recovery_case",
+            "SELECT to_jsonb(c) - 'company_id' FROM recovery_cases c
+              WHERE company_id = get_current_company_id() AND id = ANY($1) ORDER BY id",
+            &found.case_ids,
+        ),
+        (
+            "reminder",
+            "SELECT to_jsonb(r) - 'company_id' || jsonb_build_object('variant', v.name, 'channel', v.channel)
+               FROM reminders r
+               LEFT JOIN ab_test_usage u ON u.reminder_id = r.id
+               LEFT JOIN ab_test_variants v ON v.id = u.variant_id
+              WHERE r.company_id = get_current_company_id() AND r.case_id = ANY($1) ORDER BY r.id",
+            &found.case_ids,
+        ),
+        (
+            "delivery_attempt",
+            "SELECT to_jsonb(d) - 'company_id' FROM delivery_attempts d
+               JOIN reminders r ON r.id = d.reminder_id
+              WHERE d.company_id = get_current_company_id() AND r.case_id = ANY($1) ORDER BY d.id",
+            &found.case_ids,
+        ),
+        (
+            "click_or_conversion",
+            "SELECT to_jsonb(a) - 'company_id' FROM ab_test_conversions a
+              WHERE company_id = get_current_company_id() AND case_id = ANY($1) ORDER BY id",
+            &found.case_ids,
+        ),
+    ];
+    for (kind, sql, ids) in kinds {
+        export_rows(tx, sql, &[ids], kind, out, &mut counts).await?;
+    }
     let needles = found.needles();
     let mut write_error = None;
     scan_events(tx, keys, company, &needles, |event| {
