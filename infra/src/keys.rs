@@ -32,7 +32,8 @@ enum KeysCommand {
         #[arg(long)]
         company: String,
         /// Comma-separated: events:read, events:replay, payloads:read, privacy:export,
-        /// privacy:delete, reports:read, admin.
+        /// privacy:delete, reports:read, admin (every tenant scope), operator (every tenant's
+        /// dead letters, redrive, health: for the people who run Inlet).
         #[arg(long)]
         scopes: String,
         /// A duration from now (90d, 12h) or an RFC 3339 time; never, by default.

@@ -23,7 +23,9 @@ pub const KEY_ID_LEN: usize = 16;
 pub const SECRET_LEN: usize = 32;
 const HASH_TAG: &[u8] = b"inlet/api-key/v1\0";
 
-/// What a key may do. `admin` implies every other scope.
+/// What a key may do. `admin` implies every tenant scope; `operator` (the platform's views
+/// across tenants: every dead letter, redrive, health) is implied by nothing and is given only to
+/// the keys of the people who run Inlet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Scope {
     EventsRead,
@@ -33,10 +35,11 @@ pub enum Scope {
     PrivacyDelete,
     ReportsRead,
     Admin,
+    Operator,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 7] = [
+    pub const ALL: [Scope; 8] = [
         Scope::EventsRead,
         Scope::EventsReplay,
         Scope::PayloadsRead,
@@ -44,6 +47,7 @@ impl Scope {
         Scope::PrivacyDelete,
         Scope::ReportsRead,
         Scope::Admin,
+        Scope::Operator,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +59,7 @@ impl Scope {
             Scope::PrivacyDelete => "privacy:delete",
             Scope::ReportsRead => "reports:read",
             Scope::Admin => "admin",
+            Scope::Operator => "operator",
         }
     }
 
@@ -88,9 +93,9 @@ impl fmt::Display for Scope {
     }
 }
 
-/// Whether `granted` allows `needed` (`admin` allows everything).
+/// Whether `granted` allows `needed` (`admin` allows every tenant scope, not `operator`).
 pub fn allows(granted: &[Scope], needed: Scope) -> bool {
-    granted.contains(&needed) || granted.contains(&Scope::Admin)
+    granted.contains(&needed) || (needed != Scope::Operator && granted.contains(&Scope::Admin))
 }
 
 /// A key as presented: its id (to find the stored hash) and its secret.
@@ -238,6 +243,8 @@ mod tests {
             .contains("unknown scope \"events:write\""));
         assert!(Scope::parse_list(" , ").is_err());
         assert!(allows(&[Scope::Admin], Scope::PrivacyDelete));
+        assert!(!allows(&[Scope::Admin], Scope::Operator));
+        assert!(allows(&[Scope::Operator], Scope::Operator));
         assert!(!allows(&[Scope::EventsRead], Scope::PayloadsRead));
     }
 }

@@ -193,6 +193,11 @@ pub mod context {
         format!("privacy_subject/{company_id}/{subject_hash}").into_bytes()
     }
 
+    /// A console session cookie (the key it carries, its expiry and CSRF token).
+    pub fn console_session() -> Vec<u8> {
+        b"inlet/console-session/v1".to_vec()
+    }
+
     /// A tenant API pagination cursor: bound to its company, so another tenant's cursor (or
     /// one tampered with) does not open.
     pub fn api_cursor(company_id: &str, list: &str) -> Vec<u8> {

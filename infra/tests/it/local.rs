@@ -20,6 +20,21 @@ pub(crate) fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
 }
 
+/// A tool's directory, installed by `infra/scripts/tools.sh NAME` where missing (`make test`
+/// runs it first, so this only prints the path).
+pub(crate) fn tool_dir(name: &str) -> PathBuf {
+    let out = std::process::Command::new(repo("infra/scripts/tools.sh"))
+        .arg(name)
+        .output()
+        .expect("run tools.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
 pub(crate) fn unique_prefix(tag: &str) -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -134,6 +134,22 @@ impl DeadLetterQueue for SqsDeadLetters {
             .map(|_| ())
             .map_err(|e| store_error("send", e))
     }
+
+    async fn depth(&self, queue: &str) -> Result<Option<u64>, StoreError> {
+        use aws_sdk_sqs::types::QueueAttributeName;
+        let output = self
+            .client
+            .get_queue_attributes()
+            .queue_url(queue)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .map_err(|e| store_error("GetQueueAttributes", e))?;
+        Ok(output
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
+            .and_then(|n| n.parse::<u64>().ok()))
+    }
 }
 
 /// A queue's URL from its name.

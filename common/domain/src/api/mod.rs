@@ -6,7 +6,7 @@
 
 pub mod cursor;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
@@ -319,12 +319,39 @@ pub struct RecoveryCase {
     pub closed_at: Option<String>,
     /// Reminders sent for this case so far.
     pub reminders_sent: i64,
+    /// Every reminder of the case, in due order, with the variant it carried once sent.
+    pub reminders: Vec<CaseReminder>,
+}
+
+/// One reminder of a case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CaseReminder {
+    /// When it was sent, or while unsent when it is due.
+    pub at: String,
+    /// pending, enqueued, sent, cancelled or failed.
+    pub status: String,
+    /// webhook or email, once sent.
+    pub channel: Option<String>,
+    /// The A/B variant's name, once sent.
+    pub variant: Option<String>,
+}
+
+/// The tenant's cases of one status and currency, all pages together.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct CaseTotal {
+    pub status: String,
+    pub currency: String,
+    pub cases: i64,
+    /// Summed amount at risk (for recovered cases: recovered), minor unit.
+    pub amount: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct RecoveryCasePage {
     pub data: Vec<RecoveryCase>,
     pub next_cursor: Option<String>,
+    /// Counts and amounts by status and currency over every case (not only this page).
+    pub totals: Vec<CaseTotal>,
 }
 
 pub const CASE_STATUSES: [&str; 3] = ["open", "recovered", "lost"];
@@ -343,6 +370,14 @@ pub async fn list_cases(
         rfc3339!("c.opened_at"), " AS opened_at, ",
         rfc3339!("c.closed_at"), " AS closed_at,
                 (SELECT count(*) FROM reminders r WHERE r.case_id = c.id AND r.status = 'sent') AS reminders_sent,
+                (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                            'at', ", rfc3339!("coalesce(u.sent_at, r.due_at)"), ",
+                            'status', r.status, 'channel', v.channel, 'variant', v.name)
+                          ORDER BY r.due_at), '[]'::jsonb)
+                   FROM reminders r
+                   LEFT JOIN ab_test_usage u ON u.reminder_id = r.id
+                   LEFT JOIN ab_test_variants v ON v.id = u.variant_id
+                  WHERE r.case_id = c.id) AS reminders,
                 (extract(epoch FROM c.opened_at) * 1000000)::bigint AS opened_us
            FROM recovery_cases c
           WHERE c.company_id = get_current_company_id()
@@ -365,7 +400,24 @@ pub async fn list_cases(
         )
         .await?;
     let (page, next_cursor) = paginate(&rows, limit, "opened_us", keys, company, "cases");
+    let totals = tx
+        .query(
+            "SELECT status, currency, count(*) AS cases, sum(amount_at_risk)::bigint AS amount
+               FROM recovery_cases WHERE company_id = get_current_company_id()
+              GROUP BY status, currency ORDER BY status, currency",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| CaseTotal {
+            status: row.get("status"),
+            currency: row.get("currency"),
+            cases: row.get("cases"),
+            amount: row.get("amount"),
+        })
+        .collect();
     Ok(RecoveryCasePage {
+        totals,
         data: page
             .into_iter()
             .map(|row| RecoveryCase {
@@ -377,6 +429,8 @@ pub async fn list_cases(
                 opened_at: row.get("opened_at"),
                 closed_at: row.get("closed_at"),
                 reminders_sent: row.get("reminders_sent"),
+                reminders: serde_json::from_value(row.get::<_, Value>("reminders"))
+                    .unwrap_or_default(),
             })
             .collect(),
         next_cursor,
@@ -391,6 +445,8 @@ pub struct VariantPerformance {
     pub channel: String,
     pub name: String,
     pub active: bool,
+    /// Its relative share when the company allocates by weight.
+    pub weight: f64,
     pub sends: i64,
     pub clicks: i64,
     pub ctr: f64,
@@ -407,6 +463,9 @@ pub struct AbReport {
     /// `min_sends` times; null while none has enough data.
     pub best_variant_id: Option<i64>,
     pub min_sends: i32,
+    /// How new reminders choose a variant: `weighted` (by each variant's weight) or
+    /// `thompson` (Thompson sampling on conversions), the company's `ab_allocation` setting.
+    pub allocation: String,
 }
 
 /// Sends at which a variant's conversion rate counts for "best".
@@ -416,7 +475,7 @@ pub const AB_MIN_SENDS: i32 = 100;
 pub async fn ab_report(tx: &Tx<'_>) -> Result<AbReport, Failure> {
     let rows = tx
         .query(
-            "SELECT p.variant_id, p.channel, p.name, v.active, p.sends, p.clicks, p.ctr::float8 AS ctr,
+            "SELECT p.variant_id, p.channel, p.name, v.active, v.weight::float8 AS weight, p.sends, p.clicks, p.ctr::float8 AS ctr,
                     p.conversions, p.conversion_rate::float8 AS conversion_rate,
                     p.revenue_recovered::bigint AS revenue_recovered
                FROM ab_test_performance p JOIN ab_test_variants v ON v.id = p.variant_id
@@ -432,6 +491,14 @@ pub async fn ab_report(tx: &Tx<'_>) -> Result<AbReport, Failure> {
         )
         .await?
         .get(0);
+    let settings: Value = tx
+        .query_opt(
+            "SELECT settings FROM companies WHERE company_id = get_current_company_id()",
+            &[],
+        )
+        .await?
+        .map(|row| row.get(0))
+        .unwrap_or(Value::Null);
     Ok(AbReport {
         variants: rows
             .iter()
@@ -440,6 +507,7 @@ pub async fn ab_report(tx: &Tx<'_>) -> Result<AbReport, Failure> {
                 channel: row.get("channel"),
                 name: row.get("name"),
                 active: row.get("active"),
+                weight: row.get("weight"),
                 sends: row.get("sends"),
                 clicks: row.get("clicks"),
                 ctr: row.get("ctr"),
@@ -450,5 +518,9 @@ pub async fn ab_report(tx: &Tx<'_>) -> Result<AbReport, Failure> {
             .collect(),
         best_variant_id: best,
         min_sends: AB_MIN_SENDS,
+        allocation: match crate::reminders::ab::Allocation::from_settings(&settings) {
+            crate::reminders::ab::Allocation::Thompson => "thompson".into(),
+            crate::reminders::ab::Allocation::Weighted => "weighted".into(),
+        },
     })
 }

@@ -51,6 +51,10 @@ pub enum Route {
     DeadLetters,
     RequestExport(String),
     GetExport(String),
+    Me,
+    OpsDeadLetters,
+    OpsRedrive,
+    OpsHealth,
     OpenApi,
 }
 
@@ -65,6 +69,7 @@ impl Route {
             ["", "v1", "events", "replay"] | ["", "v1", "events", _, "replay"] => "POST",
             ["", "v1", "members", _] => "DELETE",
             ["", "v1", "members", _, "export"] => "POST",
+            ["", "v1", "ops", "dead-letters", "redrive"] => "POST",
             _ => "GET",
         };
         let route = match segments.as_slice() {
@@ -86,6 +91,10 @@ impl Route {
             ["", "v1", "exports", id] => get.then(|| Route::GetExport((*id).to_owned())),
             ["", "v1", "dead-letters"] => get.then_some(Route::DeadLetters),
             ["", "v1", "openapi.json"] => get.then_some(Route::OpenApi),
+            ["", "v1", "me"] => get.then_some(Route::Me),
+            ["", "v1", "ops", "dead-letters"] => get.then_some(Route::OpsDeadLetters),
+            ["", "v1", "ops", "dead-letters", "redrive"] => post.then_some(Route::OpsRedrive),
+            ["", "v1", "ops", "health"] => get.then_some(Route::OpsHealth),
             _ => return Err(Problem::not_found()),
         };
         route.ok_or_else(|| {
@@ -100,6 +109,12 @@ impl Route {
         })
     }
 
+    /// Every route but the OpenAPI document needs a key.
+    pub fn needs_key(&self) -> bool {
+        *self != Route::OpenApi
+    }
+
+    /// The scope a route needs beyond a valid key (None: any valid key, or no key at all).
     pub fn scope(&self) -> Option<Scope> {
         match self {
             Route::ListEvents | Route::GetEvent(_) | Route::ListSources | Route::DeadLetters => {
@@ -109,7 +124,8 @@ impl Route {
             Route::ListCases | Route::AbReport => Some(Scope::ReportsRead),
             Route::EraseMember(_) => Some(Scope::PrivacyDelete),
             Route::RequestExport(_) | Route::GetExport(_) => Some(Scope::PrivacyExport),
-            Route::OpenApi => None,
+            Route::OpsDeadLetters | Route::OpsRedrive | Route::OpsHealth => Some(Scope::Operator),
+            Route::Me | Route::OpenApi => None,
         }
     }
 
@@ -127,6 +143,10 @@ impl Route {
             Route::RequestExport(_) => "POST /v1/members/{id}/export",
             Route::DeadLetters => "GET /v1/dead-letters",
             Route::GetExport(_) => "GET /v1/exports/{id}",
+            Route::Me => "GET /v1/me",
+            Route::OpsDeadLetters => "GET /v1/ops/dead-letters",
+            Route::OpsRedrive => "POST /v1/ops/dead-letters/redrive",
+            Route::OpsHealth => "GET /v1/ops/health",
             Route::OpenApi => "GET /v1/openapi.json",
         }
     }
@@ -146,6 +166,8 @@ pub struct ApiSettings {
     pub dlq_urls: Vec<(&'static str, String)>,
     pub exports_queue_url: String,
     pub exports_bucket: String,
+    /// The queue each dead-letter queue serves (by the same names), where a redrive sends.
+    pub source_urls: Vec<(&'static str, String)>,
 }
 
 impl ApiSettings {
@@ -173,6 +195,10 @@ impl ApiSettings {
             ],
             exports_queue_url: config::required(env, "EXPORTS_QUEUE_URL")?,
             exports_bucket: config::required(env, "EXPORTS_BUCKET")?,
+            source_urls: vec![
+                ("events", config::required(env, "EVENTS_QUEUE_URL")?),
+                ("reminders", config::required(env, "REMINDERS_QUEUE_URL")?),
+            ],
         })
     }
 }
@@ -190,6 +216,8 @@ pub struct TenantApi<R, Q, D, E, F> {
     /// Export jobs go here; finished exports are linked from there.
     pub export_queue: E,
     pub export_files: F,
+    /// The queues the dead-letter queues serve, by the same names.
+    pub source_urls: Vec<(&'static str, String)>,
 }
 
 /// What one request was, for its log line.
@@ -248,9 +276,9 @@ where
             }
         }
         seen.route = route.template();
-        let Some(scope) = route.scope() else {
+        if !route.needs_key() {
             return Ok(routes::openapi_document());
-        };
+        }
         let presented = bearer(request)?;
         seen.key_id = Some(presented.key_id().to_owned());
         self.rate_limit(&presented).await?;
@@ -263,7 +291,7 @@ where
             Err(refused) => return Err(refusal(refused)),
         };
         seen.company = Some(auth.company.to_string());
-        if !allows(&auth.scopes, scope) {
+        if let Some(scope) = route.scope().filter(|s| !allows(&auth.scopes, *s)) {
             return Err(routes::missing_scope(scope));
         }
         let ctx = Ctx {
@@ -305,8 +333,45 @@ where
             Route::GetExport(id) => {
                 routes::get_export(connection, &ctx, &self.export_files, id, query).await
             }
+            Route::Me => routes::me(connection, &ctx, query).await,
+            Route::OpsDeadLetters => {
+                routes::list_all_dead_letters(&self.dead_letters, &self.dlq_urls, query).await
+            }
+            Route::OpsRedrive => {
+                let body = json_body(request)?;
+                routes::redrive(
+                    connection,
+                    &ctx,
+                    &self.dead_letters,
+                    &self.redrive_queues(),
+                    query,
+                    body,
+                )
+                .await
+            }
+            Route::OpsHealth => {
+                routes::health(
+                    connection,
+                    &ctx,
+                    &self.dead_letters,
+                    &self.redrive_queues(),
+                    query,
+                )
+                .await
+            }
             Route::OpenApi => Ok(routes::openapi_document()),
         }
+    }
+
+    /// (name, dead-letter queue URL, the URL of the queue it serves), for every pair.
+    fn redrive_queues(&self) -> Vec<(&'static str, String, String)> {
+        self.dlq_urls
+            .iter()
+            .filter_map(|(name, dlq)| {
+                let (_, source) = self.source_urls.iter().find(|(n, _)| n == name)?;
+                Some((*name, dlq.clone(), source.clone()))
+            })
+            .collect()
     }
 
     async fn rate_limit(&self, key: &PresentedKey) -> Result<(), Problem> {
@@ -427,6 +492,7 @@ pub async fn build(settings: ApiSettings) -> LiveApi {
             settings.exports_queue_url,
         ),
         export_files: S3Exports::new(&sdk, settings.exports_bucket),
+        source_urls: settings.source_urls,
     }
 }
 

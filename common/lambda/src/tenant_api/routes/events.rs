@@ -390,6 +390,9 @@ pub struct DeadLetterGroup {
     /// The stable code (docs/DEAD_LETTERS.md), e.g. `unknown_tenant`, `retries_exhausted`.
     pub code: String,
     pub provider: String,
+    /// The tenant the letters belong to (operator lists only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub company: Option<String>,
     pub count: usize,
     pub oldest_age_seconds: i64,
 }
@@ -415,6 +418,17 @@ pub async fn list_dead_letters(
     query: Option<&str>,
 ) -> Result<Response<Body>, Problem> {
     Params::parse(query, &[])?;
+    let data = dead_letter_groups(port, dlq_urls, Some(&ctx.auth.company)).await?;
+    Ok(json(200, &DeadLetterList { data }))
+}
+
+/// The dead letters of every queue, read without consuming, grouped by cause; only `company`'s
+/// when given (each group then names no company).
+pub(super) async fn dead_letter_groups(
+    port: &impl DeadLetterQueue,
+    dlq_urls: &[(&'static str, String)],
+    company: Option<&inlet_core::CompanyId>,
+) -> Result<Vec<DeadLetterGroup>, Problem> {
     let now = inlet_core::clock::now_ms();
     let mut data = Vec::new();
     for (queue, url) in dlq_urls {
@@ -426,21 +440,22 @@ pub async fn list_dead_letters(
         dead_letters::release(port, url, &scanned)
             .await
             .map_err(unavailable)?;
-        let mine: Vec<&inlet_domain::ports::DeadMessage> = scanned
+        let chosen: Vec<&inlet_domain::ports::DeadMessage> = scanned
             .iter()
             .map(|r| &r.message)
-            .filter(|m| m.company() == ctx.auth.company.as_str())
+            .filter(|m| company.is_none_or(|c| m.company() == c.as_str()))
             .collect();
-        for ((class, code, provider, _), group) in dead_letters::group(&mine, now) {
+        for ((class, code, provider, owner), group) in dead_letters::group(&chosen, now) {
             data.push(DeadLetterGroup {
                 queue,
                 class,
                 code,
                 provider,
+                company: company.is_none().then_some(owner),
                 count: group.count,
                 oldest_age_seconds: group.oldest_age_ms.max(0) / 1000,
             });
         }
     }
-    Ok(json(200, &DeadLetterList { data }))
+    Ok(data)
 }

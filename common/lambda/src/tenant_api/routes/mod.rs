@@ -4,6 +4,7 @@
 
 mod events;
 mod members;
+mod ops;
 mod reports;
 
 pub use events::CaseStatus;
@@ -11,7 +12,9 @@ pub use events::{
     get_event, list_dead_letters, list_events, list_sources, replay_event, replay_events,
     EventStatus,
 };
+pub use events::{DeadLetterGroup, DeadLetterList};
 pub use members::{erase_member, get_export, request_export};
+pub use ops::{health, list_all_dead_letters, me, redrive, Health, Me, RedriveResult};
 pub use reports::{ab_report, list_cases};
 
 use lambda_http::{Body, Response};
@@ -210,7 +213,8 @@ impl Modify for BearerKey {
                     .bearer_format("ink_<key id>_<secret>")
                     .description(Some(
                         "A tenant API key (`inlet keys create`). The scopes listed on each \
-                         operation are the roles it needs; `admin` allows every operation.",
+                         operation are the roles it needs; `admin` allows every tenant operation; `operator` (the \
+                         platform's views across tenants) is implied by no other scope.",
                     ))
                     .build(),
             ),
@@ -238,6 +242,10 @@ impl Modify for BearerKey {
         members::erase_member,
         members::request_export,
         members::get_export,
+        ops::me,
+        ops::list_all_dead_letters,
+        ops::redrive,
+        ops::health,
         openapi_document
     ),
     components(schemas(ProblemDocument, EventStatus, CaseStatus)),
