@@ -18,6 +18,9 @@ PEER_PIP=("aws-lambda-powertools==3.37.0" "stripe==16.1.0" "boto3==1.44.8")
 # The tenant API's contract checks: schemathesis against the served document, and a validator
 # of the document itself (OpenAPI 3.1).
 SCHEMATHESIS_PIP=("schemathesis==4.32.5" "openapi-spec-validator==0.9.0")
+# The console's browser tests: Playwright's driver only (its own browser download fails here),
+# driving Debian's chromium.
+PLAYWRIGHT_NPM="playwright-core@1.64.1"
 CARGO_LAMBDA_PIP=("cargo-lambda==1.9.2" "ziglang==0.14.1")   # make package: sam build's Rust builder
 
 # ensure_venv NAME PIP_ARGS... : a venv under .local/tools/NAME with exactly these packages.

@@ -33,6 +33,16 @@ inlet="$REPO_ROOT/target/debug/inlet"
 mkdir -p "$LOCAL_DIR"
 # The demo sources' URLs and secrets: local only, shown once here and kept in .local/.
 "$inlet" sources seed-demo | tee "$LOCAL_DIR/demo-sources.txt"
+# A console key for the demo company (tenant views and the operator's), new on each run, expiring
+# in a day; kept in .local/ like the demo secrets.
+"$inlet" keys create --company demo_company --scopes admin,operator --expires 1d \
+    --name "make run console" 2>/dev/null >"$LOCAL_DIR/console-key.txt"
+port=3000
+[[ "${ARGS:-}" =~ --port[=\ ]([0-9]+) ]] && port="${BASH_REMATCH[1]}"
+cat <<TXT
+
+Console: http://127.0.0.1:$port/console  (sign in with: $(cat "$LOCAL_DIR/console-key.txt"))
+TXT
 cat <<TXT
 
 Send a signed event (another shell):

@@ -8,6 +8,8 @@ cd "$REPO_ROOT"
 "$REPO_ROOT/infra/scripts/tools.sh" rust
 # The tenant API's contract run needs schemathesis (its test finds the venv through tools.sh).
 "$REPO_ROOT/infra/scripts/tools.sh" schemathesis >/dev/null
+# The console's browser tests: Debian's chromium and Playwright's driver.
+"$REPO_ROOT/infra/scripts/tools.sh" browser >/dev/null
 "$REPO_ROOT/infra/scripts/services.sh" up
 # shellcheck disable=SC1091
 . "$LOCAL_DIR/env"

@@ -7,6 +7,7 @@
 
 pub mod after_response;
 pub mod batch;
+pub mod console;
 pub mod export_member;
 pub mod http;
 pub mod metrics;
