@@ -1,7 +1,6 @@
 //! `inlet sources`: add, list, show, rotate, disable, enable, seed-demo.
 
 use anyhow::{anyhow, bail, Context};
-use base64::Engine;
 use clap::{Args, Subcommand};
 use inlet_adapters::aws::DynamoSources;
 use inlet_core::clock::now_ms;
@@ -139,20 +138,6 @@ fn parse_rate_limit(text: &str) -> Result<RateLimit, String> {
     })
 }
 
-/// A new secret in the shape the provider's verifier expects.
-fn generate_secret(provider: Provider) -> String {
-    match provider {
-        Provider::Clerk | Provider::Standard | Provider::Stripe => {
-            format!(
-                "whsec_{}",
-                base64::engine::general_purpose::STANDARD.encode(random_bytes(32))
-            )
-        }
-        Provider::Whop => format!("ws_{}", hex::encode(random_bytes(32))),
-        _ => hex::encode(random_bytes(32)),
-    }
-}
-
 pub async fn run(args: SourcesArgs) -> anyhow::Result<()> {
     let keys = KeyRing::from_env()?;
     let config = inlet_adapters::aws::sdk_config().await;
@@ -190,7 +175,7 @@ pub async fn run(args: SourcesArgs) -> anyhow::Result<()> {
                 (None, None) => bail!("give --company or --tenant-pointer"),
             };
             let generated = add.secret.is_none();
-            let secret = add.secret.unwrap_or_else(|| generate_secret(add.provider));
+            let secret = add.secret.unwrap_or_else(|| add.provider.generate_secret());
             add.provider
                 .check_secret(&secret)
                 .map_err(|e| anyhow!("--secret: {e}"))?;
@@ -282,23 +267,16 @@ pub async fn run(args: SourcesArgs) -> anyhow::Result<()> {
             let mut source = fetch(&store, &source_id).await?;
             let now = now_ms();
             let generated = secret.is_none();
-            let secret = secret.unwrap_or_else(|| generate_secret(source.provider));
+            let secret = secret.unwrap_or_else(|| source.provider.generate_secret());
             source
                 .provider
                 .check_secret(&secret)
                 .map_err(|e| anyhow!("--secret: {e}"))?;
-            let until = now + i64::from(overlap_hours) * 3_600_000;
-            // Drop secrets that already expired; the current ones end after the overlap.
-            source
-                .secrets
-                .retain(|s| s.not_after_ms.is_none_or(|t| t > now));
-            for old in &mut source.secrets {
-                old.not_after_ms = Some(old.not_after_ms.map_or(until, |t| t.min(until)));
-            }
-            source.secrets.push(SourceSecret {
-                secret: SigningSecret::new(secret),
-                not_after_ms: None,
-            });
+            let until = source.rotate(
+                SigningSecret::new(secret),
+                now,
+                i64::from(overlap_hours) * 3_600_000,
+            );
             store.put(&source).await?;
             println!(
                 "source {source_id}: new secret added; previous secrets verify until {}",

@@ -248,3 +248,16 @@ pub trait DeadLetterQueue: Send + Sync {
         std::future::ready(Ok(None))
     }
 }
+
+/// The webhook sources, for a tenant managing its own (rotate a secret, disable). `source_id`
+/// is a source's id; a source not found is `None`.
+pub trait SourceAdmin: Send + Sync {
+    fn fetch(
+        &self,
+        source_id: &str,
+    ) -> impl Future<Output = Result<Option<inlet_webhooks::intake::Source>, StoreError>> + Send;
+    fn put(
+        &self,
+        source: &inlet_webhooks::intake::Source,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

@@ -157,6 +157,24 @@ async fn the_console_works_in_a_real_browser_for_tenants_and_operators_and_keeps
         .await;
     assert!(ok, "{output}");
 
+    // A second event for A, so the events view has more than the one the browser sends.
+    let customer = repo("events/payloads/stripe-customer-created.json");
+    let (ok, output) = stack
+        .cli(&[
+            "send",
+            "stripe",
+            "--source",
+            &demo::demo_source_id(inlet_webhooks::providers::Provider::Stripe),
+            "--file",
+            customer.to_str().unwrap(),
+            "--url",
+            &stack.url,
+            "--table",
+            &stack.sources_table(),
+        ])
+        .await;
+    assert!(ok && output.starts_with("202 "), "{output}");
+
     let b_event = seed_b(&db).await;
     seed_ab(&db).await;
     seed_breaches(&db).await;

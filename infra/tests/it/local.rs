@@ -140,6 +140,28 @@ impl Stack {
         }
     }
 
+    /// A Stripe source `src_<company>` whose every event is `company`'s, straight into the
+    /// stack's table.
+    pub(crate) async fn put_tenant_source(&self, company: &str) {
+        let mut source = demo::demo_sources()
+            .into_iter()
+            .find(|s| s.provider == inlet_webhooks::providers::Provider::Stripe)
+            .unwrap();
+        source.source_id = format!("src_{company}");
+        source.tenant = inlet_webhooks::intake::TenantRule::Fixed(
+            inlet_core::CompanyId::parse(company).unwrap(),
+        );
+        let config = inlet_adapters::aws::sdk_config().await;
+        DynamoSources::new(
+            aws_sdk_dynamodb::Client::new(&config),
+            self.sources_table(),
+            KeyRing::from_env().unwrap(),
+        )
+        .put(&source)
+        .await
+        .unwrap();
+    }
+
     /// The first output line matching `found`, waiting up to `limit`.
     pub(crate) async fn wait_for(&self, limit: Duration, found: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();

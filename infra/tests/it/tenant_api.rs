@@ -145,6 +145,8 @@ fn concrete(path: &str, method: &str, id: i64, export: i64) -> (String, &'static
         path.replace("{id}", &format!("cus2_{A}"))
     } else if path.starts_with("/v1/members/") {
         path.replace("{id}", &format!("cus_{A}"))
+    } else if path.starts_with("/v1/sources/") {
+        path.replace("{id}", &format!("src_{A}"))
     } else if path.starts_with("/v1/exports/") {
         path.replace("{id}", &export.to_string())
     } else {
@@ -155,6 +157,7 @@ fn concrete(path: &str, method: &str, id: i64, export: i64) -> (String, &'static
         ("POST", true) if path.contains("/events/replay") => (path, r#"{"dry_run": true}"#),
         ("POST", true) => (format!("{path}?dry_run=true"), ""),
         ("POST", false) if path.ends_with("/redrive") => (path, r#"{"dry_run": true}"#),
+        ("POST", false) if path.ends_with("/rotate") => (path, "{}"),
         _ => (path, ""),
     }
 }
@@ -202,6 +205,7 @@ async fn every_route_answers_each_kind_of_key_rightly_and_never_shows_another_te
     .await
     .unwrap();
     let stack = Stack::for_db(&db, "api").await;
+    stack.put_tenant_source(A).await;
     let (status, document) = call(&stack, "GET", "/v1/openapi.json", None, "").await;
     assert_eq!(status, 200, "{document}");
     let document: Value = serde_json::from_str(&document).unwrap();
@@ -620,6 +624,7 @@ async fn the_served_document_is_valid_openapi_and_schemathesis_finds_no_5xx_and_
     // Admin and operator: every operation of the document can answer 2xx.
     let (_, token) = key(&mut owner, A, &[Scope::Admin, Scope::Operator]).await;
     let stack = Stack::for_db(&db, "apist").await;
+    stack.put_tenant_source(A).await;
     let bin = crate::local::tool_dir("schemathesis");
 
     let (status, document) = call(&stack, "GET", "/v1/openapi.json", None, "").await;
@@ -657,7 +662,7 @@ async fn the_served_document_is_valid_openapi_and_schemathesis_finds_no_5xx_and_
         String::from_utf8_lossy(&run.stderr)
     );
     assert!(
-        report.contains("Tested: 16") && !report.contains("Authentication failed"),
+        report.contains("Tested: 18") && !report.contains("Authentication failed"),
         "every operation was tested:\n{report}"
     );
     assert!(

@@ -242,3 +242,13 @@ impl SourceLookup for DynamoSources {
         DynamoSources::fetch(self, source_id).await
     }
 }
+
+impl inlet_domain::ports::SourceAdmin for DynamoSources {
+    async fn fetch(&self, source_id: &str) -> Result<Option<Source>, StoreError> {
+        DynamoSources::fetch(self, source_id).await
+    }
+
+    async fn put(&self, source: &Source) -> Result<(), StoreError> {
+        DynamoSources::put(self, source).await
+    }
+}

@@ -115,7 +115,7 @@ impl<A: Api> Console<A> {
             method = %request.method(),
             route = pages::route_template(request.uri().path()),
             status = response.status().as_u16(),
-            duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            duration_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
             "console request"
         );
         response

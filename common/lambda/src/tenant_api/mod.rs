@@ -51,6 +51,8 @@ pub enum Route {
     DeadLetters,
     RequestExport(String),
     GetExport(String),
+    RotateSource(String),
+    DisableSource(String),
     Me,
     OpsDeadLetters,
     OpsRedrive,
@@ -70,6 +72,7 @@ impl Route {
             ["", "v1", "members", _] => "DELETE",
             ["", "v1", "members", _, "export"] => "POST",
             ["", "v1", "ops", "dead-letters", "redrive"] => "POST",
+            ["", "v1", "sources", _, "rotate" | "disable"] => "POST",
             _ => "GET",
         };
         let route = match segments.as_slice() {
@@ -92,6 +95,12 @@ impl Route {
             ["", "v1", "dead-letters"] => get.then_some(Route::DeadLetters),
             ["", "v1", "openapi.json"] => get.then_some(Route::OpenApi),
             ["", "v1", "me"] => get.then_some(Route::Me),
+            ["", "v1", "sources", id, "rotate"] => {
+                post.then(|| Route::RotateSource((*id).to_owned()))
+            }
+            ["", "v1", "sources", id, "disable"] => {
+                post.then(|| Route::DisableSource((*id).to_owned()))
+            }
             ["", "v1", "ops", "dead-letters"] => get.then_some(Route::OpsDeadLetters),
             ["", "v1", "ops", "dead-letters", "redrive"] => post.then_some(Route::OpsRedrive),
             ["", "v1", "ops", "health"] => get.then_some(Route::OpsHealth),
@@ -125,6 +134,7 @@ impl Route {
             Route::EraseMember(_) => Some(Scope::PrivacyDelete),
             Route::RequestExport(_) | Route::GetExport(_) => Some(Scope::PrivacyExport),
             Route::OpsDeadLetters | Route::OpsRedrive | Route::OpsHealth => Some(Scope::Operator),
+            Route::RotateSource(_) | Route::DisableSource(_) => Some(Scope::Admin),
             Route::Me | Route::OpenApi => None,
         }
     }
@@ -143,6 +153,8 @@ impl Route {
             Route::RequestExport(_) => "POST /v1/members/{id}/export",
             Route::DeadLetters => "GET /v1/dead-letters",
             Route::GetExport(_) => "GET /v1/exports/{id}",
+            Route::RotateSource(_) => "POST /v1/sources/{id}/rotate",
+            Route::DisableSource(_) => "POST /v1/sources/{id}/disable",
             Route::Me => "GET /v1/me",
             Route::OpsDeadLetters => "GET /v1/ops/dead-letters",
             Route::OpsRedrive => "POST /v1/ops/dead-letters/redrive",
@@ -168,6 +180,8 @@ pub struct ApiSettings {
     pub exports_bucket: String,
     /// The queue each dead-letter queue serves (by the same names), where a redrive sends.
     pub source_urls: Vec<(&'static str, String)>,
+    /// The webhook sources (a tenant rotates and disables its own).
+    pub sources_table: String,
 }
 
 impl ApiSettings {
@@ -199,12 +213,13 @@ impl ApiSettings {
                 ("events", config::required(env, "EVENTS_QUEUE_URL")?),
                 ("reminders", config::required(env, "REMINDERS_QUEUE_URL")?),
             ],
+            sources_table: config::required(env, "SOURCES_TABLE")?,
         })
     }
 }
 
 /// The API over its ports.
-pub struct TenantApi<R, Q, D, E, F> {
+pub struct TenantApi<R, Q, D, E, F, S> {
     pub database: Database,
     pub keys: KeyRing,
     pub limiter: R,
@@ -218,6 +233,7 @@ pub struct TenantApi<R, Q, D, E, F> {
     pub export_files: F,
     /// The queues the dead-letter queues serve, by the same names.
     pub source_urls: Vec<(&'static str, String)>,
+    pub sources: S,
 }
 
 /// What one request was, for its log line.
@@ -228,8 +244,9 @@ struct Seen {
     company: Option<String>,
 }
 
-impl<R, Q, D, E, F> TenantApi<R, Q, D, E, F>
+impl<R, Q, D, E, F, S> TenantApi<R, Q, D, E, F, S>
 where
+    S: inlet_domain::ports::SourceAdmin,
     R: RateLimiter + Sync,
     Q: EventQueue + Sync,
     D: DeadLetterQueue,
@@ -269,7 +286,9 @@ where
                 | Route::ReplayEvent(id)
                 | Route::EraseMember(id)
                 | Route::RequestExport(id)
-                | Route::GetExport(id) => {
+                | Route::GetExport(id)
+                | Route::RotateSource(id)
+                | Route::DisableSource(id) => {
                     decoded.clone_into(id);
                 }
                 _ => {}
@@ -332,6 +351,13 @@ where
             }
             Route::GetExport(id) => {
                 routes::get_export(connection, &ctx, &self.export_files, id, query).await
+            }
+            Route::RotateSource(id) => {
+                let body = json_body(request)?;
+                routes::rotate_source(connection, &ctx, &self.sources, id, query, body).await
+            }
+            Route::DisableSource(id) => {
+                routes::disable_source(connection, &ctx, &self.sources, id, query).await
             }
             Route::Me => routes::me(connection, &ctx, query).await,
             Route::OpsDeadLetters => {
@@ -463,15 +489,21 @@ fn json_body(request: &Request) -> Result<&[u8], Problem> {
     Ok(body)
 }
 
-pub type LiveApi =
-    TenantApi<DynamoRateLimiter, SqsQueue, SqsDeadLetters, SqsExportQueue, S3Exports>;
+pub type LiveApi = TenantApi<
+    DynamoRateLimiter,
+    SqsQueue,
+    SqsDeadLetters,
+    SqsExportQueue,
+    S3Exports,
+    inlet_adapters::aws::DynamoSources,
+>;
 
 /// Builds the API with its AWS adapters (clients once per container).
 pub async fn build(settings: ApiSettings) -> LiveApi {
     let sdk = sdk_config_for(Patience::Intake).await;
     TenantApi {
         database: Database::new(settings.database),
-        keys: settings.keys,
+        keys: settings.keys.clone(),
         limiter: DynamoRateLimiter::new(
             aws_sdk_dynamodb::Client::new(&sdk),
             settings.rate_limit_table,
@@ -493,6 +525,11 @@ pub async fn build(settings: ApiSettings) -> LiveApi {
         ),
         export_files: S3Exports::new(&sdk, settings.exports_bucket),
         source_urls: settings.source_urls,
+        sources: inlet_adapters::aws::DynamoSources::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            settings.sources_table,
+            settings.keys,
+        ),
     }
 }
 

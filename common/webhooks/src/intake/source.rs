@@ -72,6 +72,28 @@ impl RateWindow {
 }
 
 impl Source {
+    /// Adds `secret` as the newest; the secrets still valid keep verifying until
+    /// `now_ms + overlap_ms` (a sender switches over in that time), the expired ones are
+    /// dropped. Returns when the previous secrets stop verifying.
+    pub fn rotate(&mut self, secret: SigningSecret, now_ms: i64, overlap_ms: i64) -> i64 {
+        let until = now_ms + overlap_ms;
+        self.secrets
+            .retain(|s| s.not_after_ms.is_none_or(|t| t > now_ms));
+        for old in &mut self.secrets {
+            old.not_after_ms = Some(old.not_after_ms.map_or(until, |t| t.min(until)));
+        }
+        self.secrets.push(SourceSecret {
+            secret,
+            not_after_ms: None,
+        });
+        until
+    }
+
+    /// Whether the source's events all belong to `company` (what a tenant may manage).
+    pub fn belongs_to(&self, company: &CompanyId) -> bool {
+        matches!(&self.tenant, TenantRule::Fixed(c) if c == company)
+    }
+
     pub fn active_secrets(&self, now_ms: i64) -> impl Iterator<Item = &SigningSecret> {
         self.secrets
             .iter()
@@ -179,5 +201,44 @@ mod tests {
             .map(|s| s.expose().to_owned())
             .collect();
         assert_eq!(after, ["new"]);
+    }
+
+    #[test]
+    fn rotating_keeps_live_secrets_for_the_overlap_and_drops_expired_ones() {
+        let secret = |text: &str, not_after_ms| SourceSecret {
+            secret: SigningSecret::new(text),
+            not_after_ms,
+        };
+        let mut source = Source {
+            source_id: "src".into(),
+            provider: Provider::Stripe,
+            tenant: TenantRule::Fixed(CompanyId::parse("co").unwrap()),
+            secrets: vec![
+                secret("expired", Some(500)),
+                secret("ending soon", Some(1_500)),
+                secret("current", None),
+            ],
+            tolerance_secs: DEFAULT_TOLERANCE_SECS,
+            rate_limit: None,
+            body_limit: DEFAULT_BODY_LIMIT,
+            enabled: true,
+        };
+        let until = source.rotate(SigningSecret::new("new"), 1_000, 10_000);
+        assert_eq!(until, 11_000);
+        let kept: Vec<(&str, Option<i64>)> = source
+            .secrets
+            .iter()
+            .map(|s| (s.secret.expose(), s.not_after_ms))
+            .collect();
+        assert_eq!(
+            kept,
+            vec![
+                ("ending soon", Some(1_500)),
+                ("current", Some(11_000)),
+                ("new", None)
+            ]
+        );
+        assert!(source.belongs_to(&CompanyId::parse("co").unwrap()));
+        assert!(!source.belongs_to(&CompanyId::parse("other").unwrap()));
     }
 }

@@ -181,6 +181,20 @@ impl Provider {
         self.verify_with(headers, body, secrets, options)
     }
 
+    /// A new random signing secret (256 bits) in the shape this provider's verifier expects.
+    pub fn generate_secret(self) -> String {
+        use base64::Engine;
+        let bytes = inlet_core::crypto::random_bytes(32);
+        match self {
+            Provider::Clerk | Provider::Standard | Provider::Stripe => format!(
+                "whsec_{}",
+                base64::engine::general_purpose::STANDARD.encode(bytes)
+            ),
+            Provider::Whop => format!("ws_{}", hex::encode(bytes)),
+            _ => hex::encode(bytes),
+        }
+    }
+
     /// Whether `secret` has the shape this provider issues, checked when a source is saved so a
     /// typo is caught then, not as a stream of 401s.
     pub fn check_secret(self, secret: &str) -> Result<(), &'static str> {

@@ -30,6 +30,7 @@ pub async fn get<A: Api>(console: &Console<A>, page: &Page<'_>) -> Response<Body
         ["failures"] => views::failures(console, page).await,
         ["failures", "redrive"] => views::redrive_preview(console, page).await,
         ["sources"] => views::sources(console, page).await,
+        ["sources", id, action @ ("rotate" | "disable")] => views::source_confirm(page, id, action),
         ["recovery"] => views::recovery(console, page).await,
         ["ab"] => views::ab(console, page).await,
         ["health"] => views::health(console, page).await,
@@ -44,6 +45,9 @@ pub async fn post<A: Api>(console: &Console<A>, page: &Page<'_>, form: &Form) ->
         ["events", id, "replay"] => events::replay_one(console, page, id).await,
         ["replay"] => events::bulk_replay(console, page, form).await,
         ["failures", "redrive"] => views::redrive(console, page, form).await,
+        ["sources", id, action @ ("rotate" | "disable")] => {
+            views::source_action(console, page, id, action).await
+        }
         _ => error_page(Some(page.session), 404, "not_found", "No such action."),
     }
 }
@@ -59,6 +63,8 @@ pub fn route_template(path: &str) -> &'static str {
         ["failures"] => "/console/failures",
         ["failures", "redrive"] => "/console/failures/redrive",
         ["sources"] => "/console/sources",
+        ["sources", _, "rotate"] => "/console/sources/{id}/rotate",
+        ["sources", _, "disable"] => "/console/sources/{id}/disable",
         ["recovery"] => "/console/recovery",
         ["ab"] => "/console/ab",
         ["health"] => "/console/health",

@@ -145,12 +145,13 @@ pub async fn sources<A: Api>(console: &Console<A>, page: &Page<'_>) -> Response<
         return api_problem(page.session, &answer);
     }
     let sources = rows(&answer, "data");
+    let admin = page.session.has("admin");
     let body = html! {
         @if sources.is_empty() {
             p.empty { "No source has delivered an event yet." }
         } @else {
-            div.scroll { table {
-                thead { tr { th { "Source" } th { "Provider" } th { "Webhook URL path" } th { "Events" } th { "Last event" } th { "Data" } } }
+            div.scroll { table.sources {
+                thead { tr { th { "Source" } th { "Provider" } th { "Webhook URL path" } th { "Events" } th { "Last event" } th { "Data" } @if admin { th { span.sr { "Actions" } } } } }
                 tbody { @for source in &sources {
                     tr {
                         td { code { (text(source, "source_id")) } }
@@ -161,11 +162,75 @@ pub async fn sources<A: Api>(console: &Console<A>, page: &Page<'_>) -> Response<
                         td { @if source.get("silent_alerted_at").is_some_and(|v| !v.is_null()) {
                             span.badge.s-failed title="The watchdog found it silent for longer than its usual gap" { "no data since " (when(source, "last_received_at")) }
                         } @else { span.badge.s-completed { "receiving" } } }
+                        @if admin {
+                            td.actions {
+                                a.button href={ "/console/sources/" (text(source, "source_id")) "/rotate" } { "Rotate secret…" }
+                                " "
+                                a.button href={ "/console/sources/" (text(source, "source_id")) "/disable" } { "Disable…" }
+                            }
+                        }
                     }
                 } }
             } }
         }
-        p.hint { "Rotating a source's secret or disabling it: " code { "inlet sources rotate|disable" } " (operators)." }
+        p.hint { "Sources that have delivered events. Rotating a secret or disabling a source needs an admin key; sources shared by several tenants are the operator's (" code { "inlet sources" } ")." }
+    };
+    super::page(page.session, "Sources", "sources", body)
+}
+
+/// Asks before a source action: what it does, then a button.
+pub fn source_confirm(page: &Page<'_>, id: &str, action: &str) -> Response<Body> {
+    let (title, what, button) = if action == "rotate" {
+        (
+            "Rotate a signing secret",
+            "A new signing secret is made and shown once. The current one keeps verifying for 24 hours, while you give the new one to the provider.",
+            "Rotate the secret",
+        )
+    } else {
+        (
+            "Disable a source",
+            "The source's URL will answer 404 (within 30 s: the intake caches sources) and its webhooks will no longer be accepted. An operator can enable it again.",
+            "Disable the source",
+        )
+    };
+    let body = html! {
+        p.confirm { "Source " code { (id) } ": " (what) }
+        form method="post" action={ "/console/sources/" (id) "/" (action) } {
+            (csrf(page.session))
+            button.danger type="submit" { (button) }
+            " " a href="/console/sources" { "Cancel" }
+        }
+    };
+    super::page(page.session, title, "sources", body)
+}
+
+pub async fn source_action<A: Api>(
+    console: &Console<A>,
+    page: &Page<'_>,
+    id: &str,
+    action: &str,
+) -> Response<Body> {
+    let body = (action == "rotate").then(|| json!({}));
+    let answer = console
+        .api(
+            page.session,
+            "POST",
+            &format!("/v1/sources/{id}/{action}"),
+            body,
+        )
+        .await;
+    if !answer.ok() {
+        return api_problem(page.session, &answer);
+    }
+    let body = html! {
+        @if action == "rotate" {
+            p.notice role="status" { "New signing secret for " code { (id) } ", shown once: give it to the provider now." }
+            pre.secret id="new-secret" { (text(&answer.json, "secret")) }
+            p { "The previous secret verifies until " (when(&answer.json, "previous_valid_until")) " (UTC)." }
+        } @else {
+            p.notice role="status" { "Source " code { (id) } " is disabled: its URL answers 404 within 30 s." }
+        }
+        p { a href="/console/sources" { "Back to sources" } }
     };
     super::page(page.session, "Sources", "sources", body)
 }

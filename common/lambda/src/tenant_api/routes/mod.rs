@@ -6,6 +6,7 @@ mod events;
 mod members;
 mod ops;
 mod reports;
+mod sources;
 
 pub use events::CaseStatus;
 pub use events::{
@@ -16,6 +17,7 @@ pub use events::{DeadLetterGroup, DeadLetterList};
 pub use members::{erase_member, get_export, request_export};
 pub use ops::{health, list_all_dead_letters, me, redrive, Health, Me, RedriveResult};
 pub use reports::{ab_report, list_cases};
+pub use sources::{disable_source, rotate_source};
 
 use lambda_http::{Body, Response};
 use serde::{Deserialize, Serialize};
@@ -242,6 +244,8 @@ impl Modify for BearerKey {
         members::erase_member,
         members::request_export,
         members::get_export,
+        sources::rotate_source,
+        sources::disable_source,
         ops::me,
         ops::list_all_dead_letters,
         ops::redrive,
