@@ -236,6 +236,9 @@ test("the A/B view's figures equal the API's for the fixture", async () => {
   assert.ok(best, "the fixture has a best variant");
   assert.match(await page.locator("#best-variant").innerText(), new RegExp(`Best variant: ${best.name}`));
   assert.equal(report.allocation, "weighted");
+  // The chart over time: one line per variant, over the fixture's days.
+  assert.ok(report.daily.length >= 2, "the fixture spans several days");
+  assert.equal(await page.locator("figure.chart polyline.series").count(), report.variants.length);
   assert.match(await page.locator("#allocation").innerText(), /by weight: Friendly 1, Urgent 1\./);
   await shot(page, "ab");
   await page.goto(`${BASE}/console/sources`);

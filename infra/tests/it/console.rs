@@ -93,8 +93,8 @@ async fn seed_ab(db: &TestDb) {
                      VALUES ('{co}', v, c, r, 'click');
                  END IF;
                  IF (v = v1 AND i % 4 = 0) OR (v = v2 AND i % 15 = 0) THEN
-                   INSERT INTO ab_test_conversions (company_id, variant_id, case_id, kind, amount)
-                     VALUES ('{co}', v, c, 'conversion', 4900);
+                   INSERT INTO ab_test_conversions (company_id, variant_id, case_id, kind, amount, created_at)
+                     VALUES ('{co}', v, c, 'conversion', 4900, now() - i * interval '1 hour' + interval '2 hours');
                    UPDATE recovery_cases SET status = 'recovered',
                           closed_at = now() - i * interval '1 hour' + interval '2 hours'
                     WHERE id = c;

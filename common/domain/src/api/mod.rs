@@ -466,6 +466,19 @@ pub struct AbReport {
     /// How new reminders choose a variant: `weighted` (by each variant's weight) or
     /// `thompson` (Thompson sampling on conversions), the company's `ab_allocation` setting.
     pub allocation: String,
+    /// Sends and conversions per variant and UTC day, the last 30 days, oldest first (days
+    /// without either are absent).
+    pub daily: Vec<VariantDay>,
+}
+
+/// One variant's figures on one day.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct VariantDay {
+    /// `YYYY-MM-DD` (UTC).
+    pub day: String,
+    pub variant_id: i64,
+    pub sends: i64,
+    pub conversions: i64,
 }
 
 /// Sends at which a variant's conversion rate counts for "best".
@@ -491,6 +504,35 @@ pub async fn ab_report(tx: &Tx<'_>) -> Result<AbReport, Failure> {
         )
         .await?
         .get(0);
+    let daily = tx
+        .query(
+            "WITH sends AS (
+                 SELECT variant_id, (sent_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n
+                   FROM ab_test_usage
+                  WHERE company_id = get_current_company_id() AND sent_at >= now() - interval '30 days'
+                  GROUP BY 1, 2),
+             conversions AS (
+                 SELECT variant_id, (created_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n
+                   FROM ab_test_conversions
+                  WHERE company_id = get_current_company_id() AND kind = 'conversion'
+                    AND created_at >= now() - interval '30 days'
+                  GROUP BY 1, 2)
+             SELECT to_char(coalesce(s.day, c.day), 'YYYY-MM-DD') AS day,
+                    coalesce(s.variant_id, c.variant_id) AS variant_id,
+                    coalesce(s.n, 0) AS sends, coalesce(c.n, 0) AS conversions
+               FROM sends s FULL JOIN conversions c ON c.variant_id = s.variant_id AND c.day = s.day
+              ORDER BY 1, 2",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| VariantDay {
+            day: row.get("day"),
+            variant_id: row.get("variant_id"),
+            sends: row.get("sends"),
+            conversions: row.get("conversions"),
+        })
+        .collect();
     let settings: Value = tx
         .query_opt(
             "SELECT settings FROM companies WHERE company_id = get_current_company_id()",
@@ -522,5 +564,6 @@ pub async fn ab_report(tx: &Tx<'_>) -> Result<AbReport, Failure> {
             crate::reminders::ab::Allocation::Thompson => "thompson".into(),
             crate::reminders::ab::Allocation::Weighted => "weighted".into(),
         },
+        daily,
     })
 }

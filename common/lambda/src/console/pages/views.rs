@@ -320,7 +320,7 @@ fn bar_chart(title: &str, variants: &[Value], field: &str) -> Markup {
     html! {
         figure.chart {
             figcaption { (title) }
-            svg role="img" aria-label=(title) viewBox={ "0 0 400 " (height) } preserveAspectRatio="xMinYMin meet" width="100%" height=(height) {
+            svg role="img" aria-label=(title) viewBox={ "0 0 400 " (height) } preserveAspectRatio="xMinYMin meet" width="400" height=(height) {
                 @for (i, variant) in variants.iter().enumerate() {
                     @let value = variant.get(field).and_then(Value::as_f64).unwrap_or(0.0);
                     @let y = 5 + i * 28;
@@ -329,6 +329,69 @@ fn bar_chart(title: &str, variants: &[Value], field: &str) -> Markup {
                     text x=(format!("{:.1}", 146.0 + 200.0 * value / max)) y=(y + 16) { (percent(value)) }
                 }
             }
+        }
+    }
+}
+
+/// Each variant's cumulative conversion rate, day by day over the report's days (SVG).
+fn rate_over_time(variants: &[Value], daily: &[Value]) -> Markup {
+    let mut days: Vec<&str> = daily.iter().map(|d| text(d, "day")).collect();
+    days.dedup();
+    if days.is_empty() {
+        return html! { p.empty { "No sends in the last 30 days." } };
+    }
+    let series: Vec<(String, Vec<f64>)> = variants
+        .iter()
+        .map(|v| {
+            let id = int(v, "variant_id");
+            let (mut sends, mut conversions) = (0, 0);
+            let points = days
+                .iter()
+                .map(|day| {
+                    for d in daily
+                        .iter()
+                        .filter(|d| text(d, "day") == *day && int(d, "variant_id") == id)
+                    {
+                        sends += int(d, "sends");
+                        conversions += int(d, "conversions");
+                    }
+                    if sends > 0 {
+                        conversions as f64 / sends as f64
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            (text(v, "name").to_owned(), points)
+        })
+        .collect();
+    let max = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().copied())
+        .fold(0.0001_f64, f64::max);
+    let (width, height) = (400.0, 160.0);
+    let x = |i: usize| {
+        if days.len() > 1 {
+            40.0 + (width - 50.0) * i as f64 / (days.len() - 1) as f64
+        } else {
+            40.0
+        }
+    };
+    let y = |v: f64| 10.0 + (height - 30.0) * (1.0 - v / max);
+    html! {
+        figure.chart {
+            figcaption { "Cumulative conversion rate by day (UTC), last 30 days" }
+            svg role="img" aria-label="Cumulative conversion rate by day" viewBox={ "0 0 " (width) " " (height) } preserveAspectRatio="xMinYMin meet" width=(width * 1.5) height=(height * 1.5) {
+                line.axis x1="40" y1=(y(0.0)) x2=(width - 10.0) y2=(y(0.0)) {}
+                text x="0" y=(y(max) + 4.0) { (percent(max)) }
+                text x="0" y=(y(0.0) + 4.0) { "0 %" }
+                text x="40" y=(height - 4.0) { (days[0]) }
+                text x=(width - 80.0) y=(height - 4.0) { (days[days.len() - 1]) }
+                @for (n, (_, points)) in series.iter().enumerate() {
+                    polyline class={ "series s" (n % 4) } points=(points.iter().enumerate().map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v))).collect::<Vec<_>>().join(" ")) {}
+                }
+            }
+            p.legend { @for (n, (name, _)) in series.iter().enumerate() { span class={ "key s" (n % 4) } { (name) } " " } }
         }
     }
 }
@@ -370,6 +433,7 @@ pub async fn ab<A: Api>(console: &Console<A>, page: &Page<'_>) -> Response<Body>
                 (bar_chart("Conversion rate by variant", &variants, "conversion_rate"))
                 (bar_chart("Click-through rate by variant", &variants, "ctr"))
             }
+            (rate_over_time(&variants, &rows(&answer, "daily")))
             p.hint id="allocation" {
                 @if text(&answer.json, "allocation") == "thompson" {
                     "New reminders choose a variant by Thompson sampling on the active variants' conversions."
