@@ -161,6 +161,14 @@ test("an event sent through intake appears, its timeline shows, Replay counts, a
   await assert.doesNotReject(page.getByRole("status").filter({ hasText: `${dry.json.selected} event(s) sent` }).waitFor());
   await page.goto(`${BASE}/console/events`);
   await shot(page, "events");
+  // The provider's event id finds the one event; replay by filter is not offered for it (it
+  // would replay more than the page shows), and a hand-made replay URL with it is refused.
+  await page.goto(`${BASE}/console/events?event_id=evt_console_script_1`);
+  assert.equal(await page.locator("table.events tbody tr[data-id]").count(), 1);
+  assert.equal(await page.getByRole("link", { name: "Replay all matching…" }).count(), 0);
+  const narrowed = await page.goto(`${BASE}/console/replay?event_id=evt_console_script_1`);
+  assert.equal(narrowed.status(), 400);
+  assert.match(await page.getByRole("alert").innerText(), /unsupported_filter/);
 
   // Script in a filter field is shown back escaped; nothing runs.
   await page.goto(`${BASE}/console/events?type=${encodeURIComponent('<script>window.__pwned=2</script>"><img src=x onerror=alert(1)>')}`);

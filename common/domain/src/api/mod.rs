@@ -47,6 +47,8 @@ pub struct EventFilter {
     pub provider: Option<String>,
     pub event_type: Option<String>,
     pub object_id: Option<String>,
+    /// The provider's own event id (`evt_...`).
+    pub provider_event_id: Option<String>,
     /// RFC 3339, inclusive.
     pub since: Option<String>,
     /// RFC 3339, exclusive.
@@ -151,6 +153,7 @@ pub async fn list_events(
             AND ($6::text IS NULL OR received_at < $6::text::timestamptz)
             AND ($7::bigint IS NULL
                  OR (received_at, id) < ('epoch'::timestamptz + $7 * interval '1 microsecond', $8))
+            AND ($10::text IS NULL OR provider_event_id = $10)
           ORDER BY received_at DESC, id DESC
           LIMIT $9"
     );
@@ -168,6 +171,7 @@ pub async fn list_events(
                 &after.map(|c| c.at_micros),
                 &after.map(|c| c.id).unwrap_or(0),
                 &(limit + 1),
+                &filter.provider_event_id,
             ],
         )
         .await?;

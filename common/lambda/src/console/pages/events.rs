@@ -7,7 +7,15 @@ use serde_json::{json, Value};
 
 use super::*;
 
-const FILTERS: [&str; 6] = ["status", "provider", "type", "object_id", "since", "until"];
+const FILTERS: [&str; 7] = [
+    "status",
+    "provider",
+    "type",
+    "object_id",
+    "event_id",
+    "since",
+    "until",
+];
 const STATUSES: [&str; 5] = [
     "received",
     "completed",
@@ -44,6 +52,7 @@ fn filter_form(current: &[(String, String)], action: &str) -> Markup {
             } }
             label { "Type " input name="type" value=(value("type")) maxlength="200" placeholder="invoice.paid"; }
             label { "Object id " input name="object_id" value=(value("object_id")) maxlength="200" placeholder="in_…"; }
+            label { "Provider's event id " input name="event_id" value=(value("event_id")) maxlength="200" placeholder="evt_…"; }
             label { "Since " input type="datetime-local" name="since" value=(local("since")); }
             label { "Until " input type="datetime-local" name="until" value=(local("until")); }
             button type="submit" { "Filter" }
@@ -83,7 +92,7 @@ pub async fn list<A: Api>(console: &Console<A>, page: &Page<'_>) -> Response<Bod
         div.toolbar {
             label.live { input type="checkbox" id="live"; " Live updates" }
             output id="new-events" aria-live="polite" {}
-            @if page.session.has("events:replay") {
+            @if page.session.has("events:replay") && replayable(&filters) {
                 a.button href={ "/console/replay?" (encode(&filters)) } { "Replay all matching…" }
             }
         }
@@ -209,7 +218,7 @@ pub async fn replay_one<A: Api>(console: &Console<A>, page: &Page<'_>, id: &str)
 fn replay_body(filters: &[(String, String)], dry_run: bool) -> Value {
     let mut body = json!({ "dry_run": dry_run, "limit": 1000 });
     for (name, value) in filters {
-        if name != "object_id" {
+        if name != "object_id" && name != "event_id" {
             body[name.as_str()] = Value::String(value.clone());
         }
     }
@@ -218,7 +227,24 @@ fn replay_body(filters: &[(String, String)], dry_run: bool) -> Value {
 
 const REPLAY_FILTERS: [&str; 5] = ["status", "provider", "type", "since", "until"];
 
+/// Whether a replay by filter selects exactly these events (it filters by status, provider,
+/// type and time only: offering it for an object or event id would replay more than is shown).
+fn replayable(filters: &[(String, String)]) -> bool {
+    filters
+        .iter()
+        .all(|(name, _)| REPLAY_FILTERS.contains(&name.as_str()))
+}
+
 pub async fn bulk_preview<A: Api>(console: &Console<A>, page: &Page<'_>) -> Response<Body> {
+    let asked = api_query(page.query, &FILTERS);
+    if !replayable(&asked) {
+        return error_page(
+            Some(page.session),
+            400,
+            "unsupported_filter",
+            "Replay by filter takes status, provider, type and time; replay one event from its page.",
+        );
+    }
     let filters = api_query(page.query, &REPLAY_FILTERS);
     let answer = console
         .api(
@@ -245,7 +271,6 @@ pub async fn bulk_preview<A: Api>(console: &Console<A>, page: &Page<'_>) -> Resp
                 " " a href={ "/console/events?" (encode(&filters)) } { "Cancel" }
             }
         }
-        p.hint { "Replay by object id is not offered: replay filters are status, provider, type and time." }
     };
     super::page(page.session, "Replay events", "events", body)
 }

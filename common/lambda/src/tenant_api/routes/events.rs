@@ -27,6 +27,13 @@ pub struct EventQuery {
         pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
     )]
     object_id: Option<String>,
+    /// The provider's own id of the event (`evt_...`).
+    #[param(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
+    )]
+    event_id: Option<String>,
     /// Received at or after (RFC 3339).
     #[param(format = DateTime)]
     since: Option<String>,
@@ -60,11 +67,12 @@ pub enum CaseStatus {
     Lost,
 }
 
-const EVENT_PARAMS: [&str; 8] = [
+const EVENT_PARAMS: [&str; 9] = [
     "status",
     "provider",
     "type",
     "object_id",
+    "event_id",
     "since",
     "until",
     "cursor",
@@ -93,6 +101,7 @@ pub async fn list_events(
         provider: params.one_of("provider", &providers)?,
         event_type: params.text("type")?,
         object_id: params.text("object_id")?,
+        provider_event_id: params.text("event_id")?,
         since: params.time("since")?,
         until: params.time("until")?,
     };
