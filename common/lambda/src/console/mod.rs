@@ -311,3 +311,6 @@ pub async fn run() -> Result<(), Error> {
     }))
     .await
 }
+
+#[cfg(test)]
+mod tests;

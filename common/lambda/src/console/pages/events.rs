@@ -3,7 +3,7 @@
 
 use lambda_http::{Body, Response};
 use maud::{html, Markup};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::*;
 
@@ -216,12 +216,8 @@ pub async fn replay_one<A: Api>(console: &Console<A>, page: &Page<'_>, id: &str)
 
 /// The filters as the replay API's body.
 fn replay_body(filters: &[(String, String)], dry_run: bool) -> Value {
-    let mut body = json!({ "dry_run": dry_run, "limit": 1000 });
-    for (name, value) in filters {
-        if name != "object_id" && name != "event_id" {
-            body[name.as_str()] = Value::String(value.clone());
-        }
-    }
+    let mut body = filter_body(filters, dry_run);
+    body["limit"] = 1000.into();
     body
 }
 
@@ -280,11 +276,7 @@ pub async fn bulk_replay<A: Api>(
     page: &Page<'_>,
     form: &Form,
 ) -> Response<Body> {
-    let filters: Vec<(String, String)> = form
-        .iter()
-        .filter(|(n, v)| REPLAY_FILTERS.contains(&n.as_str()) && !v.is_empty())
-        .cloned()
-        .collect();
+    let filters = form_filters(form, &REPLAY_FILTERS);
     let answer = console
         .api(
             page.session,

@@ -232,6 +232,23 @@ fn api_query(query: Option<&str>, allowed: &[&str]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A form's non-empty fields among `allowed` (hidden fields carrying a preview's filters).
+fn form_filters(form: &Form, allowed: &[&str]) -> Vec<(String, String)> {
+    form.iter()
+        .filter(|(n, v)| allowed.contains(&n.as_str()) && !v.is_empty())
+        .cloned()
+        .collect()
+}
+
+/// The API body of a filtered action: each filter as a string field, and `dry_run`.
+fn filter_body(filters: &[(String, String)], dry_run: bool) -> Value {
+    let mut body = serde_json::json!({ "dry_run": dry_run });
+    for (name, value) in filters {
+        body[name.as_str()] = Value::String(value.clone());
+    }
+    body
+}
+
 fn encode(pairs: &[(String, String)]) -> String {
     form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)

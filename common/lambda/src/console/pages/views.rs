@@ -76,14 +76,6 @@ pub async fn failures<A: Api>(console: &Console<A>, page: &Page<'_>) -> Response
 
 const REDRIVE_FIELDS: [&str; 4] = ["queue", "code", "provider", "company"];
 
-fn redrive_body(filters: &[(String, String)], dry_run: bool) -> Value {
-    let mut body = json!({ "dry_run": dry_run });
-    for (name, value) in filters {
-        body[name.as_str()] = Value::String(value.clone());
-    }
-    body
-}
-
 pub async fn redrive_preview<A: Api>(console: &Console<A>, page: &Page<'_>) -> Response<Body> {
     let filters = api_query(page.query, &REDRIVE_FIELDS);
     let answer = console
@@ -91,7 +83,7 @@ pub async fn redrive_preview<A: Api>(console: &Console<A>, page: &Page<'_>) -> R
             page.session,
             "POST",
             "/v1/ops/dead-letters/redrive",
-            Some(redrive_body(&filters, true)),
+            Some(filter_body(&filters, true)),
         )
         .await;
     if !answer.ok() {
@@ -116,17 +108,13 @@ pub async fn redrive_preview<A: Api>(console: &Console<A>, page: &Page<'_>) -> R
 }
 
 pub async fn redrive<A: Api>(console: &Console<A>, page: &Page<'_>, form: &Form) -> Response<Body> {
-    let filters: Vec<(String, String)> = form
-        .iter()
-        .filter(|(n, v)| REDRIVE_FIELDS.contains(&n.as_str()) && !v.is_empty())
-        .cloned()
-        .collect();
+    let filters = form_filters(form, &REDRIVE_FIELDS);
     let answer = console
         .api(
             page.session,
             "POST",
             "/v1/ops/dead-letters/redrive",
-            Some(redrive_body(&filters, false)),
+            Some(filter_body(&filters, false)),
         )
         .await;
     if !answer.ok() {

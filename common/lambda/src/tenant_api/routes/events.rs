@@ -285,17 +285,11 @@ pub async fn replay_events(
     body: &[u8],
 ) -> Result<Response<Body>, Problem> {
     Params::parse(query, &[])?;
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(Problem::bad_body(
-            "a JSON object of filters is required ({} replays the oldest events up to limit)",
-        ));
-    }
-    let request: ReplayRequest = serde_json::from_slice(body).map_err(|e| {
-        Problem::bad_body(&format!(
-            "not a replay request: {}",
-            e.to_string().chars().take(120).collect::<String>()
-        ))
-    })?;
+    let request: ReplayRequest = json_request(
+        body,
+        "replay request",
+        "a JSON object of filters is required ({} replays the oldest events up to limit)",
+    )?;
     let check = |name: &str, value: &Option<String>, allowed: &[&str]| match value {
         Some(v) if !allowed.contains(&v.as_str()) => Err(Problem::bad_body(&format!(
             "{name}: one of {}",
@@ -322,21 +316,7 @@ pub async fn replay_events(
     };
     let since = time("since", &request.since)?;
     let until = time("until", &request.until)?;
-    // JSON Schema's integers include 88.0.
-    let limit = match &request.limit {
-        None => 100,
-        Some(n) => n
-            .as_i64()
-            .or_else(|| {
-                n.as_f64()
-                    .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
-                    .map(|f| f as i64)
-            })
-            .unwrap_or(-1),
-    };
-    if !(1..=MAX_REPLAY).contains(&limit) {
-        return Err(Problem::bad_body(&format!("limit: 1 to {MAX_REPLAY}")));
-    }
+    let limit = whole_number(request.limit.as_ref(), 100, 1..=MAX_REPLAY, "limit")?;
     let selection = Selection {
         company: Some(ctx.auth.company.to_string()),
         status: request.status,

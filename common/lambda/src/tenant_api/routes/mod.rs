@@ -86,6 +86,49 @@ fn nullable_provider_schema() -> impl Into<RefOr<Schema>> {
         .enum_values(Some(values))
 }
 
+/// A JSON object body of type `T`; `what` names it in the problem ("replay request"), `empty`
+/// says what to send instead of nothing.
+fn json_request<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+    empty: &str,
+) -> Result<T, Problem> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Problem::bad_body(empty));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        Problem::bad_body(&format!(
+            "not a {what}: {}",
+            e.to_string().chars().take(120).collect::<String>()
+        ))
+    })
+}
+
+/// A whole number from a JSON body within `range` (JSON Schema's integers include `88.0`);
+/// absent: `default`.
+fn whole_number(
+    value: Option<&serde_json::Number>,
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+    name: &str,
+) -> Result<i64, Problem> {
+    let Some(n) = value else { return Ok(default) };
+    n.as_i64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
+                .map(|f| f as i64)
+        })
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| {
+            Problem::bad_body(&format!(
+                "{name}: a whole number from {} to {}",
+                range.start(),
+                range.end()
+            ))
+        })
+}
+
 /// A list's cursor from the query, opened for this tenant and list.
 fn cursor(params: &Params, ctx: &Ctx<'_>, list: &str) -> Result<Option<Cursor>, Problem> {
     params

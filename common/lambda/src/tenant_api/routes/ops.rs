@@ -144,17 +144,11 @@ pub async fn redrive(
     body: &[u8],
 ) -> Result<Response<Body>, Problem> {
     Params::parse(query, &[])?;
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(Problem::bad_body(
-            "a JSON object of filters is required ({} selects every dead letter)",
-        ));
-    }
-    let request: RedriveRequest = serde_json::from_slice(body).map_err(|e| {
-        Problem::bad_body(&format!(
-            "not a redrive request: {}",
-            e.to_string().chars().take(120).collect::<String>()
-        ))
-    })?;
+    let request: RedriveRequest = json_request(
+        body,
+        "redrive request",
+        "a JSON object of filters is required ({} selects every dead letter)",
+    )?;
     if let Some(code) = &request.code {
         if inlet_core::DeadLetterCode::parse(code).is_none() {
             return Err(Problem::bad_body(

@@ -109,25 +109,17 @@ pub async fn rotate_source(
     body: &[u8],
 ) -> Result<Response<Body>, Problem> {
     Params::parse(query, &[])?;
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(Problem::bad_body(
-            "a JSON object is required ({} keeps 24 hours of overlap)",
-        ));
-    }
-    let request: RotateRequest = serde_json::from_slice(body).map_err(|e| {
-        Problem::bad_body(&format!(
-            "not a rotation request: {}",
-            e.to_string().chars().take(120).collect::<String>()
-        ))
-    })?;
-    let overlap = match &request.overlap_hours {
-        None => DEFAULT_OVERLAP_HOURS,
-        Some(n) => n
-            .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
-            .filter(|h| (0..=168).contains(h))
-            .ok_or_else(|| Problem::bad_body("overlap_hours: a whole number from 0 to 168"))?,
-    };
+    let request: RotateRequest = json_request(
+        body,
+        "rotation request",
+        "a JSON object is required ({} keeps 24 hours of overlap)",
+    )?;
+    let overlap = whole_number(
+        request.overlap_hours.as_ref(),
+        DEFAULT_OVERLAP_HOURS,
+        0..=168,
+        "overlap_hours",
+    )?;
     let mut source = own_source(sources, ctx, id).await?;
     let secret = source.provider.generate_secret();
     let now = inlet_core::clock::now_ms();
