@@ -130,21 +130,7 @@ async fn the_console_works_in_a_real_browser_for_tenants_and_operators_and_keeps
     // A poison event: demo_company does not exist yet, so Whop's event dead-letters.
     let whop = dir.path().join("whop.json");
     std::fs::write(&whop, sample_body("webhook-whop")).unwrap();
-    let (ok, output) = stack
-        .cli(&[
-            "send",
-            "whop",
-            "--source",
-            &demo::demo_source_id(inlet_webhooks::providers::Provider::Whop),
-            "--file",
-            whop.to_str().unwrap(),
-            "--url",
-            &stack.url,
-            "--table",
-            &stack.sources_table(),
-        ])
-        .await;
-    assert!(ok && output.starts_with("202 "), "{output}");
+    stack.send_demo("whop", &whop).await;
     let stack_ref = &stack;
     until(Duration::from_secs(30), async || {
         let (_, listing) = stack_ref.cli(&["dlq", "list"]).await;
@@ -158,22 +144,12 @@ async fn the_console_works_in_a_real_browser_for_tenants_and_operators_and_keeps
     assert!(ok, "{output}");
 
     // A second event for A, so the events view has more than the one the browser sends.
-    let customer = repo("events/payloads/stripe-customer-created.json");
-    let (ok, output) = stack
-        .cli(&[
-            "send",
+    stack
+        .send_demo(
             "stripe",
-            "--source",
-            &demo::demo_source_id(inlet_webhooks::providers::Provider::Stripe),
-            "--file",
-            customer.to_str().unwrap(),
-            "--url",
-            &stack.url,
-            "--table",
-            &stack.sources_table(),
-        ])
+            &repo("events/payloads/stripe-customer-created.json"),
+        )
         .await;
-    assert!(ok && output.starts_with("202 "), "{output}");
 
     let b_event = seed_b(&db).await;
     seed_ab(&db).await;

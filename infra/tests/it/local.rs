@@ -162,6 +162,29 @@ impl Stack {
         .unwrap();
     }
 
+    /// `inlet send` of `file` to the provider's demo source through this stack; asserts the
+    /// gateway accepted it (202).
+    pub(crate) async fn send_demo(&self, provider: &str, file: &Path) {
+        let source = demo::demo_source_id(
+            inlet_webhooks::providers::Provider::parse(provider).expect("a provider"),
+        );
+        let (ok, output) = self
+            .cli(&[
+                "send",
+                provider,
+                "--source",
+                &source,
+                "--file",
+                file.to_str().unwrap(),
+                "--url",
+                &self.url,
+                "--table",
+                &self.sources_table(),
+            ])
+            .await;
+        assert!(ok && output.starts_with("202 "), "{provider}: {output}");
+    }
+
     /// The first output line matching `found`, waiting up to `limit`.
     pub(crate) async fn wait_for(&self, limit: Duration, found: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use inlet_testing::TestDb;
 use inlet_webhooks::intake::demo;
-use inlet_webhooks::providers::Provider;
 
 use crate::local::{count, sample_body, until, Stack};
 
@@ -27,27 +26,11 @@ async fn an_operator_sorts_redrives_purges_and_replays_with_clear_refusals() {
     let db = TestDb::create().await;
     let stack = Stack::for_db(&db, "ops").await;
     stack.put_demo_sources().await;
-    let sources_table = stack.sources_table();
     let payloads = tempfile::tempdir().unwrap();
     for (provider, sample) in [("stripe", "webhook-stripe"), ("whop", "webhook-whop")] {
         let file = payloads.path().join(format!("{provider}.json"));
         std::fs::write(&file, sample_body(sample)).unwrap();
-        let source = demo::demo_source_id(Provider::parse(provider).unwrap());
-        let (ok, output) = stack
-            .cli(&[
-                "send",
-                provider,
-                "--source",
-                &source,
-                "--file",
-                file.to_str().unwrap(),
-                "--url",
-                &stack.url,
-                "--table",
-                &sources_table,
-            ])
-            .await;
-        assert!(ok && output.starts_with("202 "), "{provider}: {output}");
+        stack.send_demo(provider, &file).await;
     }
 
     // `list` groups them by cause.

@@ -1,28 +1,26 @@
 //! The console's page weight and server time per view, with 100,000 ledger rows for the tenant.
 //!
-//! Starts its own local stack (`inlet local --release`, the real `console` binary behind the
-//! local gateway, against the local Postgres and moto), seeds a company with `--rows` ledger
-//! rows once (kept for later runs), signs in with a fresh key, then requests every view
-//! `--requests` times in turn. Reported per view: the HTML's bytes, the server time (the console
-//! handler's own `duration_ms`, from its log line: the in-process tenant API call with its key
-//! check, rate-limit call and queries, and the rendering) and the time a client saw.
+//! Starts its own local stack (`inlet local` with the release binaries beside this one: the real
+//! `console` binary behind the local gateway, against the local Postgres and moto), seeds a
+//! company with `--rows` ledger rows once (kept for later runs), signs in with a fresh key, then
+//! requests every view `--requests` times in turn. Reported per view: the HTML's bytes, the
+//! server time (the invocation's `Duration` from its REPORT line: the in-process tenant API call
+//! with its key check, rate-limit call and queries, and the rendering) and the time a client saw.
 //!
-//! Run: `. .local/env && cargo run --release -p inlet-tools --bin bench-console` after `make
-//! services` (see docs/BENCHMARKS.md).
+//! Run: `cargo build --release --workspace --bins && . .local/env && target/release/bench-console`
+//! after `make services` (see docs/BENCHMARKS.md).
 
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context};
+use anyhow::{ensure, Context};
 use clap::Parser;
 use inlet_core::api_key::Scope;
 use inlet_core::CompanyId;
 use inlet_domain::audit::Actor;
 use inlet_domain::{companies, keys};
 use inlet_postgres::Connection;
+use inlet_tools::chaos::stack::Stack;
 use inlet_tools::timing::median;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const COMPANY: &str = "bench_console";
 
@@ -104,98 +102,16 @@ async fn seed(owner: &mut Connection, rows: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The local stack, its output lines kept.
-struct Stack {
-    _child: tokio::process::Child,
-    url: String,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-async fn start_stack() -> anyhow::Result<Stack> {
-    let inlet = std::env::current_exe()?
-        .parent()
-        .context("no binary directory")?
-        .join("inlet");
-    ensure!(
-        inlet.is_file(),
-        "{} is missing: cargo build --release --workspace --bins",
-        inlet.display()
-    );
-    let mut child = tokio::process::Command::new(&inlet)
-        .args([
-            "local",
-            "--release",
-            "--port",
-            "0",
-            "--function",
-            "ConsoleFunction",
-        ])
-        .args([
-            "--resource-prefix",
-            "benchconsole_",
-            "--template",
-            "template.yaml",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    for stream in [
-        Box::new(child.stdout.take().context("stdout")?)
-            as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-        Box::new(child.stderr.take().context("stderr")?),
-    ] {
-        let lines = lines.clone();
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stream).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                if let Ok(mut lines) = lines.lock() {
-                    lines.push(line);
-                }
-            }
-        });
-    }
-    let started = Instant::now();
-    loop {
-        let ready = lines
-            .lock()
-            .ok()
-            .and_then(|l| l.iter().find(|l| l.contains("ready: gateway on ")).cloned());
-        if let Some(line) = ready {
-            let url = line
-                .rsplit_once("gateway on ")
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                .context("no URL in the ready line")?
-                .to_owned();
-            return Ok(Stack {
-                _child: child,
-                url,
-                lines,
-            });
-        }
-        if started.elapsed() > Duration::from_secs(900) {
-            bail!(
-                "the stack did not start:\n{}",
-                lines.lock().map(|l| l.join("\n")).unwrap_or_default()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// The console handler's `duration_ms` of each logged request of `route`, in order.
-fn server_times(lines: &[String], route: &str) -> Vec<f64> {
+/// The Lambda `Duration` of each console invocation reported since line `from` (REPORT lines of
+/// `ConsoleFunction`, in order): the handler's time as AWS would bill it, without the gateway.
+fn server_times(lines: &[String], from: usize) -> Vec<f64> {
     lines
         .iter()
-        .filter(|l| {
-            l.contains("\"console request\"") && l.contains(&format!("\"route\":\"{route}\""))
-        })
+        .skip(from)
+        .filter(|l| l.contains("[ConsoleFunction] REPORT"))
         .filter_map(|l| {
-            let json: serde_json::Value =
-                serde_json::from_str(l.split_once('{').map(|(_, r)| format!("{{{r}"))?.as_str())
-                    .ok()?;
-            json.get("duration_ms")?.as_f64()
+            let (_, rest) = l.split_once("\tDuration: ")?;
+            rest.split_once(" ms")?.0.parse().ok()
         })
         .collect()
 }
@@ -226,7 +142,19 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?
         .get(0);
-    let stack = start_stack().await?;
+    let bin_dir = std::env::current_exe()?
+        .parent()
+        .context("no binary directory")?
+        .to_owned();
+    let stack = Stack::start(
+        &bin_dir.join("inlet"),
+        std::path::Path::new("template.yaml"),
+        &bin_dir,
+        "benchconsole_",
+        &[],
+    )
+    .await
+    .context("the release binaries are built first: cargo build --release --workspace --bins")?;
 
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -264,34 +192,17 @@ async fn main() -> anyhow::Result<()> {
         .to_owned();
 
     let views = [
-        (
-            "events (first page)",
-            "/console/events".to_owned(),
-            "/console/events",
-        ),
+        ("events (first page)", "/console/events".to_owned()),
         (
             "events, filtered by type",
             "/console/events?type=invoice.paid".to_owned(),
-            "/console/events",
         ),
-        (
-            "event detail (with payload)",
-            format!("/console/events/{event_id}"),
-            "/console/events/{id}",
-        ),
-        (
-            "failures",
-            "/console/failures".to_owned(),
-            "/console/failures",
-        ),
-        ("sources", "/console/sources".to_owned(), "/console/sources"),
-        (
-            "recovery",
-            "/console/recovery".to_owned(),
-            "/console/recovery",
-        ),
-        ("A/B", "/console/ab".to_owned(), "/console/ab"),
-        ("health", "/console/health".to_owned(), "/console/health"),
+        ("event detail", format!("/console/events/{event_id}")),
+        ("failures", "/console/failures".to_owned()),
+        ("sources", "/console/sources".to_owned()),
+        ("recovery", "/console/recovery".to_owned()),
+        ("A/B", "/console/ab".to_owned()),
+        ("health", "/console/health".to_owned()),
     ];
     let mut assets = 0;
     for asset in ["/console/assets/app.css", "/console/assets/app.js"] {
@@ -311,12 +222,8 @@ async fn main() -> anyhow::Result<()> {
         "{:<30} {:>8} {:>14} {:>14} {:>14}",
         "view", "bytes", "server median", "server p95", "client median"
     );
-    for (name, path, route) in &views {
-        let before = stack
-            .lines
-            .lock()
-            .map(|l| server_times(&l, route).len())
-            .unwrap_or(0);
+    for (name, path) in &views {
+        let before = stack.lines.lock().map(|l| l.len()).unwrap_or(0);
         let (mut client_ms, mut bytes) = (Vec::new(), 0);
         for i in 0..args.requests + 5 {
             let started = Instant::now();
@@ -336,13 +243,14 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let mut server = stack
+        let server: Vec<f64> = stack
             .lines
             .lock()
-            .map(|l| server_times(&l, route))
-            .unwrap_or_default();
-        server = server.split_off(before.min(server.len()));
-        let server: Vec<f64> = server.into_iter().skip(5).collect();
+            .map(|l| server_times(&l, before))
+            .unwrap_or_default()
+            .into_iter()
+            .skip(5)
+            .collect();
         ensure!(
             server.len() >= args.requests,
             "{name}: only {} server times logged",
