@@ -158,7 +158,7 @@ pub async fn list_events(
             AND ($7::bigint IS NULL
                  OR (received_at, id) < ('epoch'::timestamptz + $7 * interval '1 microsecond', $8))
             AND ($10::text IS NULL OR provider_event_id = $10)
-          ORDER BY received_at DESC, id DESC
+          ORDER BY webhook_events.received_at DESC, id DESC
           LIMIT $9"
     );
     let limit = limit.clamp(1, MAX_PAGE);
