@@ -294,7 +294,7 @@ pub async fn list_sources(tx: &Tx<'_>) -> Result<SourceList, Failure> {
         rfc3339!("silent_alerted_at"),
         " AS silent_alerted_at
            FROM source_activity WHERE company_id = get_current_company_id()
-          ORDER BY last_received_at DESC, source_id
+          ORDER BY source_activity.last_received_at DESC, source_id
           LIMIT 1000"
     );
     let rows = tx.query(SQL, &[]).await?;
