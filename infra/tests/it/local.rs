@@ -421,6 +421,12 @@ async fn signed_webhooks_flow_through_gateway_queue_and_consumer_into_postgres()
                 output.contains("\"statusCode\": 401") && output.contains("invalid_key"),
                 "{name}: {output}"
             );
+        } else if name == "console" {
+            // The sample's session cookie does not open: to sign-in, nothing done.
+            assert!(
+                output.contains("\"statusCode\": 303") && output.contains("/console/sign-in"),
+                "{name}: {output}"
+            );
         } else if name.starts_with("webhook-") {
             let status = output
                 .lines()
@@ -449,8 +455,9 @@ async fn signed_webhooks_flow_through_gateway_queue_and_consumer_into_postgres()
         invoked += 1;
     }
     assert_eq!(
-        invoked, 16,
-        "seven webhook samples, three SQS batches, four scheduled events, one click, one API call"
+        invoked, 17,
+        "seven webhook samples, three SQS batches, four scheduled events, one click, one API call, \
+         one console page"
     );
     assert!(
         !stack.output().contains("evt_1PdemoFailed0001\",\"object\""),

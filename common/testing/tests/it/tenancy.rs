@@ -436,10 +436,13 @@ async fn empty_or_null_tenant_context_is_refused() {
 
 /// Who may execute each SECURITY DEFINER function (they cross tenants): a new one must be
 /// declared here, and no other role may execute it.
-const DEFINER_EXECUTORS: [(&str, &[&str]); 13] = [
+const DEFINER_EXECUTORS: [(&str, &[&str]); 14] = [
     ("fail_dead_exports", &[audit::OPS_ROLE]),
     // Authentication: finds a key's company before any tenant context exists.
     ("api_key_lookup", &[audit::APP_ROLE]),
+    // The operator's health figures: aggregates over every tenant, never a row (the API answers
+    // them to operator keys only).
+    ("platform_health", &[audit::APP_ROLE]),
     // A trigger function: it runs as the owner for whoever inserts; nobody calls it.
     ("audit_chain", &[]),
     ("record_audit", &[audit::OPS_ROLE, audit::SCHEDULER_ROLE]),
