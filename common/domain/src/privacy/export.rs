@@ -55,17 +55,7 @@ pub async fn export(
     };
     let Some(found) = found else {
         if tenant == Tenant::Known {
-            record(
-                &tx,
-                actor,
-                company,
-                member_id,
-                "export",
-                "not_found",
-                &Counts::new(),
-            )
-            .await?;
-            tx.commit().await?;
+            record_not_found(tx, actor, company, member_id, "export").await?;
         }
         return Err(PrivacyError::NotFound(member_id.to_owned()));
     };
@@ -228,17 +218,7 @@ pub async fn request_export(
         .await?
         .is_some();
     if !held {
-        record(
-            &tx,
-            actor,
-            company,
-            member_id,
-            "export",
-            "not_found",
-            &Counts::new(),
-        )
-        .await?;
-        tx.commit().await?;
+        record_not_found(tx, actor, company, member_id, "export").await?;
         return Err(PrivacyError::NotFound(member_id.to_owned()));
     }
     let hash = subject_hash(company, member_id);

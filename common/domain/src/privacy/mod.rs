@@ -290,6 +290,28 @@ fn check_member_id(member_id: &str) -> Result<(), PrivacyError> {
 
 /// Writes the `privacy_requests` row and its audit row (target: the request's id, never the
 /// member's).
+/// Records a `kind` request for a member the company does not hold, and commits it; its id.
+async fn record_not_found(
+    tx: Tx<'_>,
+    actor: &Actor,
+    company: &CompanyId,
+    member_id: &str,
+    kind: &'static str,
+) -> Result<i64, PrivacyError> {
+    let request_id = record(
+        &tx,
+        actor,
+        company,
+        member_id,
+        kind,
+        "not_found",
+        &Counts::new(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(request_id)
+}
+
 async fn record(
     tx: &Tx<'_>,
     actor: &Actor,
@@ -361,17 +383,7 @@ pub async fn erase(
         return Err(PrivacyError::NotFound(member_id.to_owned()));
     }
     let Some(found) = footprint(&tx, keys, company, member_id).await? else {
-        let request_id = record(
-            &tx,
-            actor,
-            company,
-            member_id,
-            "erasure",
-            "not_found",
-            &Counts::new(),
-        )
-        .await?;
-        tx.commit().await?;
+        let request_id = record_not_found(tx, actor, company, member_id, "erasure").await?;
         return Ok(Erased {
             request_id,
             ..Erased::default()
