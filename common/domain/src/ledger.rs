@@ -17,11 +17,11 @@
 //! counted there, found stale if its object has moved on, else applied again (projections are
 //! idempotent: no second case, no second payment); without a row it is processed as new.
 //!
+//! Projections plan their statements from the event alone ([`ProjectFn`]); a batch's plans
+//! run as one pipeline in batch order, so a batch's projections cost one round trip.
 //! Statements are prepared once per connection.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 
 use serde_json::Value;
 
@@ -29,7 +29,7 @@ use crate::payload;
 
 use inlet_core::crypto::{context, KeyRing};
 use inlet_core::{CompanyId, DeadLetterCode, Failure};
-use inlet_postgres::{Connection, Tx};
+use inlet_postgres::{params, Connection, Plan, Tx};
 use inlet_webhooks::envelope::Envelope;
 use inlet_webhooks::providers::Provider;
 
@@ -71,10 +71,12 @@ impl Event<'_> {
     }
 }
 
-pub type ProjectionFuture<'t> = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send + 't>>;
-
-/// A projection: applies one event inside the ledger's transaction.
-pub type ProjectFn = for<'t> fn(&'t Tx<'t>, &'t Event<'t>) -> ProjectionFuture<'t>;
+/// A projection: the statements that apply one event, decided from the event alone before any
+/// of them runs (a choice that depends on a row is made in the statement's SQL, as
+/// `open_case` does with the membership's status). They run in the ledger's transaction, in
+/// the event's tenant context, pipelined with the rest of the batch's, in batch order. `Err`
+/// is a payload the projection refuses; nothing of the batch is then committed.
+pub type ProjectFn = for<'e> fn(&mut Plan<'e>, &'e Event<'e>) -> Result<(), Failure>;
 
 /// Projections per (provider, event type): adding one is a function and a line. Every
 /// registered type has a fixture event that the suite applies (`projection_fixtures`), so a
@@ -173,20 +175,27 @@ impl<'e> Prepared<'e> {
         }
     }
 
-    /// Applies the projection if the ledger says the event is new and has one.
-    async fn project(self, tx: &Tx<'_>, outcome: Processed, keys: &KeyRing) -> Result<(), Failure> {
-        if let (Processed::Applied, Some(project)) = (outcome, self.project) {
-            project(
-                tx,
-                &Event {
+    /// The event and its projection, if the ledger says the event is new and it has one.
+    fn applied<'k>(
+        self,
+        outcome: Processed,
+        keys: &'k KeyRing,
+    ) -> Option<(CompanyId, ProjectFn, Event<'k>)>
+    where
+        'e: 'k,
+    {
+        match (outcome, self.project) {
+            (Processed::Applied, Some(project)) => Some((
+                self.company,
+                project,
+                Event {
                     envelope: self.envelope,
                     keys,
                     payload: self.payload,
                 },
-            )
-            .await?;
+            )),
+            _ => None,
         }
-        Ok(())
     }
 }
 
@@ -248,7 +257,11 @@ pub async fn process(
             .get(0),
     };
     let outcome = prepared.outcome(&recorded)?;
-    prepared.project(&tx, outcome, keys).await?;
+    if let Some((_, project, event)) = prepared.applied(outcome, keys) {
+        let mut plan = Plan::default();
+        project(&mut plan, &event)?;
+        tx.run(&plan).await?;
+    }
     tx.commit().await?;
     Ok(outcome)
 }
@@ -333,26 +346,24 @@ pub async fn process_batch<'c>(
         )));
     }
     let mut outcomes = Vec::with_capacity(prepared.len());
-    let mut context: Option<String> = None;
+    let mut applied = Vec::new();
     for (prepared, recorded) in prepared.into_iter().zip(&recorded) {
         let outcome = prepared.outcome(recorded).map_err(failed)?;
         outcomes.push(outcome);
-        if outcome != Processed::Applied || prepared.project.is_none() {
-            continue;
-        }
-        // The projection runs in its own tenant's context, entered once per run of events of
-        // the same tenant, and before the projection sends anything: its statements write
-        // `get_current_company_id()`.
-        if context.as_deref() != Some(prepared.company.as_str()) {
-            tx.execute(
-                "SELECT set_company_context($1)",
-                &[&prepared.company.as_str()],
-            )
-            .await
-            .map_err(|e| failed(e.into()))?;
-            context = Some(prepared.company.as_str().to_owned());
-        }
-        prepared.project(&tx, outcome, keys).await.map_err(failed)?;
+        applied.extend(prepared.applied(outcome, keys));
     }
+    // Every projection's statements in batch order, each run of events of one tenant after
+    // entering it (the statements write `get_current_company_id()`); then all of them sent at
+    // once.
+    let mut plan = Plan::default();
+    let mut context: Option<&str> = None;
+    for (company, project, event) in &applied {
+        if context != Some(company.as_str()) {
+            plan.push("SELECT set_company_context($1)", params![company.as_str()]);
+            context = Some(company.as_str());
+        }
+        project(&mut plan, event).map_err(failed)?;
+    }
+    tx.run(&plan).await.map_err(|e| failed(e.into()))?;
     Ok((tx, outcomes))
 }

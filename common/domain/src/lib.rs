@@ -27,4 +27,4 @@ pub mod privacy;
 pub mod projections;
 pub mod reminders;
 
-pub use ledger::{process, Event, Processed, ProjectFn, ProjectionFuture, Projections};
+pub use ledger::{process, Event, Processed, ProjectFn, Projections};

@@ -14,6 +14,7 @@ use tokio_postgres::{Client, Row, Statement, Transaction};
 
 use inlet_core::CompanyId;
 
+use crate::plan::{all_in_order, Plan};
 use crate::DbError;
 
 type Cache = HashMap<&'static str, Statement>;
@@ -171,6 +172,57 @@ impl Tx<'_> {
             .tx
             .query_raw(&statement, params.iter().copied())
             .await?)
+    }
+
+    /// Runs the plan's statements in order, pipelined: one round trip for all of them, plus
+    /// one the first time this connection meets a statement (the new ones are prepared
+    /// together). Postgres executes them in the order sent, so the effect is that of awaiting
+    /// each in turn; the first failure is returned (and has aborted the transaction).
+    pub async fn run(&self, plan: &Plan<'_>) -> Result<(), DbError> {
+        if plan.is_empty() {
+            return Ok(());
+        }
+        let cached: Vec<Option<Statement>> = match self.statements.lock() {
+            Ok(cache) => plan
+                .statements
+                .iter()
+                .map(|(sql, _)| cache.get(sql).cloned())
+                .collect(),
+            Err(_) => plan.statements.iter().map(|_| None).collect(),
+        };
+        let missing: Vec<&'static str> = plan
+            .statements
+            .iter()
+            .zip(&cached)
+            .filter(|(_, cached)| cached.is_none())
+            .map(|((sql, _), _)| *sql)
+            .collect();
+        let prepared =
+            all_in_order(missing.iter().map(|sql| self.tx.prepare(sql)).collect()).await?;
+        if let Ok(mut cache) = self.statements.lock() {
+            for (sql, statement) in missing.iter().zip(&prepared) {
+                cache.insert(sql, statement.clone());
+            }
+        }
+        // Each statement not cached takes the next prepared one: as many as there were misses.
+        let mut prepared = prepared.into_iter();
+        let statements: Vec<Statement> = cached
+            .into_iter()
+            .filter_map(|cached| cached.or_else(|| prepared.next()))
+            .collect();
+        let runs = plan
+            .statements
+            .iter()
+            .zip(&statements)
+            .map(|((_, params), statement)| {
+                self.tx.execute_raw(
+                    statement,
+                    params.iter().map(|p| &**p as &(dyn ToSql + Sync)),
+                )
+            })
+            .collect();
+        all_in_order(runs).await?;
+        Ok(())
     }
 
     pub async fn commit(self) -> Result<(), DbError> {

@@ -10,8 +10,10 @@ mod connect;
 mod connection;
 mod database;
 pub mod migrate;
+mod plan;
 
 pub use classify::{failure_for, DbError};
 pub use connect::{connect, connect_with, ConnectError};
 pub use connection::{tenant_transaction, Connection, Tenant, Tx};
 pub use database::{Database, DbSettings, DbUnavailable};
+pub use plan::{Param, Plan};

@@ -1,11 +1,11 @@
 //! Clerk users -> members. Race-safe with the application: a `user.created` processed while the
 //! app creates the same member itself ends in one row, without error (see `upsert_member`).
 
-use inlet_postgres::Tx;
+use inlet_postgres::Plan;
 use serde_json::Value;
 
 use super::members::{delete_member, required, text, upsert_member, Contact};
-use crate::ledger::{Event, ProjectionFuture, Projections};
+use crate::ledger::{Event, Projections};
 use inlet_core::{DeadLetterCode, Failure};
 use inlet_webhooks::providers::Provider;
 
@@ -43,25 +43,24 @@ fn primary_email(user: &Value) -> Option<&str> {
         .and_then(|a| text(a, "/email_address"))
 }
 
-fn user_upserted<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
-    Box::pin(async move {
-        let user = data(event)?;
-        upsert_member(
-            tx,
-            event,
-            PROVIDER,
-            required(user, "/id")?,
-            Contact {
-                email: primary_email(user),
-                name: text(user, "/first_name"),
-            },
-        )
-        .await
-    })
+fn user_upserted<'e>(plan: &mut Plan<'e>, event: &'e Event<'e>) -> Result<(), Failure> {
+    let user = data(event)?;
+    upsert_member(
+        plan,
+        event,
+        PROVIDER,
+        required(user, "/id")?,
+        Contact {
+            email: primary_email(user),
+            name: text(user, "/first_name"),
+        },
+    );
+    Ok(())
 }
 
-fn user_deleted<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
-    Box::pin(async move { delete_member(tx, PROVIDER, required(data(event)?, "/id")?).await })
+fn user_deleted<'e>(plan: &mut Plan<'e>, event: &'e Event<'e>) -> Result<(), Failure> {
+    delete_member(plan, PROVIDER, required(data(event)?, "/id")?);
+    Ok(())
 }
 
 #[cfg(test)]

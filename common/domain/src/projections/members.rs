@@ -1,6 +1,6 @@
 //! What every provider's projections share: reading fields from payloads, and members.
 
-use inlet_postgres::Tx;
+use inlet_postgres::{params, Plan};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -40,13 +40,13 @@ pub struct Contact<'a> {
 /// Creates or refreshes a member. Safe against a concurrent writer (another consumer, or the
 /// application creating the same user itself): the primary key decides, nobody errors. The
 /// email is kept as a hash for lookups and sealed for the reminder email channel.
-pub async fn upsert_member(
-    tx: &Tx<'_>,
-    event: &crate::ledger::Event<'_>,
-    provider: &str,
-    external_id: &str,
+pub fn upsert_member<'e>(
+    plan: &mut Plan<'e>,
+    event: &'e crate::ledger::Event<'e>,
+    provider: &'static str,
+    external_id: &'e str,
     contact: Contact<'_>,
-) -> Result<(), Failure> {
+) {
     let company = &event.envelope.meta.company_id;
     let seal = |value: Option<&str>, context: Vec<u8>| {
         value
@@ -67,7 +67,7 @@ pub async fn upsert_member(
         name.as_deref(),
         context::member_name(company, provider, external_id),
     );
-    tx.execute(
+    plan.push(
         "INSERT INTO members (company_id, provider, external_id, email_hash, email_enc, email_key_id,
              name_enc, name_key_id)
          VALUES (get_current_company_id(), $1, $2, $3, $4, $5, $6, $7)
@@ -78,28 +78,24 @@ pub async fn upsert_member(
                        name_enc = coalesce(EXCLUDED.name_enc, members.name_enc),
                        name_key_id = coalesce(EXCLUDED.name_key_id, members.name_key_id),
                        status = 'active'",
-        &[&provider, &external_id, &email.as_deref().map(email_hash), &email_enc, &email_key, &name_enc, &name_key],
-    )
-    .await?;
-    Ok(())
+        params![provider, external_id, email.as_deref().map(email_hash), email_enc, email_key, name_enc, name_key],
+    );
 }
 
 /// Marks a member deleted (creating the row if the deletion is the first event seen).
-pub async fn delete_member(tx: &Tx<'_>, provider: &str, external_id: &str) -> Result<(), Failure> {
-    tx.execute(
+pub fn delete_member<'e>(plan: &mut Plan<'e>, provider: &'static str, external_id: &'e str) {
+    plan.push(
         "INSERT INTO members (company_id, provider, external_id, status)
          VALUES (get_current_company_id(), $1, $2, 'deleted')
          ON CONFLICT (company_id, provider, external_id) DO UPDATE SET status = 'deleted', email_hash = NULL,
              email_enc = NULL, email_key_id = NULL, name_enc = NULL, name_key_id = NULL",
-        &[&provider, &external_id],
-    )
-    .await?;
-    Ok(())
+        params![provider, external_id],
+    );
 }
 
 /// Creates or updates a membership.
 pub struct MembershipState<'a> {
-    pub provider: &'a str,
+    pub provider: &'static str,
     pub external_id: &'a str,
     pub member: Option<&'a str>,
     pub plan: Option<&'a str>,
@@ -108,8 +104,9 @@ pub struct MembershipState<'a> {
     pub current_period_end: Option<&'a str>,
 }
 
-pub async fn upsert_membership(tx: &Tx<'_>, state: &MembershipState<'_>) -> Result<(), Failure> {
-    tx.execute(
+pub fn upsert_membership(plan: &mut Plan<'_>, state: &MembershipState<'_>) {
+    let owned = |v: Option<&str>| v.map(str::to_owned);
+    plan.push(
         "INSERT INTO memberships (company_id, provider, external_id, member_external_id, plan, status, current_period_end)
          VALUES (get_current_company_id(), $1, $2, $3, $4, $5, $6::text::timestamptz)
          ON CONFLICT (company_id, provider, external_id) DO UPDATE
@@ -117,31 +114,20 @@ pub async fn upsert_membership(tx: &Tx<'_>, state: &MembershipState<'_>) -> Resu
                 plan = coalesce(EXCLUDED.plan, memberships.plan),
                 status = EXCLUDED.status,
                 current_period_end = coalesce(EXCLUDED.current_period_end, memberships.current_period_end)",
-        &[&state.provider, &state.external_id, &state.member, &state.plan, &state.status, &state.current_period_end],
-    )
-    .await?;
-    Ok(())
-}
-
-/// The membership's status, if it is known.
-pub async fn membership_status(
-    tx: &Tx<'_>,
-    provider: &str,
-    external_id: &str,
-) -> Result<Option<String>, Failure> {
-    Ok(tx
-        .query_opt(
-            "SELECT status FROM memberships WHERE company_id = get_current_company_id()
-               AND provider = $1 AND external_id = $2",
-            &[&provider, &external_id],
-        )
-        .await?
-        .map(|row| row.get(0)))
+        params![
+            state.provider,
+            state.external_id.to_owned(),
+            owned(state.member),
+            owned(state.plan),
+            state.status.to_owned(),
+            owned(state.current_period_end),
+        ],
+    );
 }
 
 /// A payment as the projections record it.
 pub struct PaymentRecord<'a> {
-    pub provider: &'a str,
+    pub provider: &'static str,
     pub external_id: &'a str,
     pub membership: Option<&'a str>,
     pub member: Option<&'a str>,
@@ -154,28 +140,27 @@ pub struct PaymentRecord<'a> {
     pub occurred_at: &'a str,
 }
 
-pub async fn upsert_payment(tx: &Tx<'_>, payment: &PaymentRecord<'_>) -> Result<(), Failure> {
-    tx.execute(
+pub fn upsert_payment(plan: &mut Plan<'_>, payment: &PaymentRecord<'_>) {
+    let owned = |v: Option<&str>| v.map(str::to_owned);
+    plan.push(
         "INSERT INTO payments (company_id, provider, external_id, membership_external_id, member_external_id,
              status, amount, currency, failure_reason, occurred_at)
          VALUES (get_current_company_id(), $1, $2, $3, $4, $5, $6, $7, $8, $9::text::timestamptz)
          ON CONFLICT (company_id, provider, external_id) DO UPDATE
             SET status = EXCLUDED.status, amount = EXCLUDED.amount, failure_reason = EXCLUDED.failure_reason,
                 occurred_at = EXCLUDED.occurred_at",
-        &[
-            &payment.provider,
-            &payment.external_id,
-            &payment.membership,
-            &payment.member,
-            &if payment.paid { "paid" } else { "failed" },
-            &payment.amount,
-            &payment.currency,
-            &payment.failure_reason,
-            &payment.occurred_at,
+        params![
+            payment.provider,
+            payment.external_id.to_owned(),
+            owned(payment.membership),
+            owned(payment.member),
+            if payment.paid { "paid" } else { "failed" },
+            payment.amount,
+            payment.currency.to_owned(),
+            owned(payment.failure_reason),
+            payment.occurred_at.to_owned(),
         ],
-    )
-    .await?;
-    Ok(())
+    );
 }
 
 #[cfg(test)]

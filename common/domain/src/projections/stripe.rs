@@ -1,15 +1,15 @@
 //! Stripe projections: customers -> members, subscriptions -> memberships, invoices ->
 //! payments and recovery cases. Each is idempotent (upserts), so a replay changes nothing.
 
-use inlet_postgres::Tx;
+use inlet_postgres::{params, Plan};
 use serde_json::Value;
 
 use super::members::{
-    delete_member, membership_status, required, text, upsert_member, upsert_membership,
-    upsert_payment, Contact, MembershipState, PaymentRecord,
+    delete_member, required, text, upsert_member, upsert_membership, upsert_payment, Contact,
+    MembershipState, PaymentRecord,
 };
 use super::recovery::{close_case, open_case, Closing, FailedPayment};
-use crate::ledger::{Event, ProjectionFuture, Projections};
+use crate::ledger::{Event, Projections};
 use inlet_core::clock::rfc3339_ms;
 use inlet_core::{DeadLetterCode, Failure};
 use inlet_webhooks::providers::Provider;
@@ -66,57 +66,52 @@ fn object<'e>(event: &'e Event<'_>) -> Result<&'e Value, Failure> {
         })
 }
 
-fn customer_upserted<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
-    Box::pin(async move {
-        let customer = object(event)?;
-        upsert_member(
-            tx,
-            event,
-            PROVIDER,
-            required(customer, "/id")?,
-            Contact {
-                email: text(customer, "/email"),
-                name: text(customer, "/name"),
-            },
-        )
-        .await
-    })
+fn customer_upserted<'e>(plan: &mut Plan<'e>, event: &'e Event<'e>) -> Result<(), Failure> {
+    let customer = object(event)?;
+    upsert_member(
+        plan,
+        event,
+        PROVIDER,
+        required(customer, "/id")?,
+        Contact {
+            email: text(customer, "/email"),
+            name: text(customer, "/name"),
+        },
+    );
+    Ok(())
 }
 
-fn customer_deleted<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
-    Box::pin(async move { delete_member(tx, PROVIDER, required(object(event)?, "/id")?).await })
+fn customer_deleted<'e>(plan: &mut Plan<'e>, event: &'e Event<'e>) -> Result<(), Failure> {
+    delete_member(plan, PROVIDER, required(object(event)?, "/id")?);
+    Ok(())
 }
 
-fn subscription_changed<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
-    Box::pin(async move {
-        let subscription = object(event)?;
-        let id = required(subscription, "/id")?;
-        let status = required(subscription, "/status")?;
-        let period_end = subscription
-            .pointer("/current_period_end")
-            .or_else(|| subscription.pointer("/items/data/0/current_period_end"))
-            .and_then(Value::as_i64)
-            .and_then(|secs| rfc3339_ms(secs.saturating_mul(1000)));
-        upsert_membership(
-            tx,
-            &MembershipState {
-                provider: PROVIDER,
-                external_id: id,
-                member: text(subscription, "/customer"),
-                plan: text(subscription, "/items/data/0/price/id")
-                    .or_else(|| text(subscription, "/plan/id")),
-                status,
-                current_period_end: period_end.as_deref(),
-            },
-        )
-        .await?;
-        if ENDED.contains(&status)
-            || event.envelope.meta.event_type == "customer.subscription.deleted"
-        {
-            close_case(tx, PROVIDER, id, Closing::Lost, None, event.occurred_at()).await?;
-        }
-        Ok(())
-    })
+fn subscription_changed<'e>(plan: &mut Plan<'e>, event: &'e Event<'e>) -> Result<(), Failure> {
+    let subscription = object(event)?;
+    let id = required(subscription, "/id")?;
+    let status = required(subscription, "/status")?;
+    let period_end = subscription
+        .pointer("/current_period_end")
+        .or_else(|| subscription.pointer("/items/data/0/current_period_end"))
+        .and_then(Value::as_i64)
+        .and_then(|secs| rfc3339_ms(secs.saturating_mul(1000)));
+    upsert_membership(
+        plan,
+        &MembershipState {
+            provider: PROVIDER,
+            external_id: id,
+            member: text(subscription, "/customer"),
+            plan: text(subscription, "/items/data/0/price/id")
+                .or_else(|| text(subscription, "/plan/id")),
+            status,
+            current_period_end: period_end.as_deref(),
+        },
+    );
+    if ENDED.contains(&status) || event.envelope.meta.event_type == "customer.subscription.deleted"
+    {
+        close_case(plan, PROVIDER, id, Closing::Lost, None, event.occurred_at());
+    }
+    Ok(())
 }
 
 /// The invoice's subscription: `subscription` before API 2025-03, `parent.subscription_details` after.
@@ -138,15 +133,15 @@ fn amount(invoice: &Value, field: &str) -> Result<i64, Failure> {
         })
 }
 
-async fn record_invoice(
-    tx: &Tx<'_>,
+fn record_invoice(
+    plan: &mut Plan<'_>,
     event: &Event<'_>,
     paid: bool,
     amount: i64,
 ) -> Result<(), Failure> {
     let invoice = object(event)?;
     upsert_payment(
-        tx,
+        plan,
         &PaymentRecord {
             provider: PROVIDER,
             external_id: required(invoice, "/id")?,
@@ -160,91 +155,75 @@ async fn record_invoice(
             }),
             occurred_at: event.occurred_at(),
         },
-    )
-    .await
+    );
+    Ok(())
 }
 
-fn invoice_paid<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
-    Box::pin(async move {
-        let invoice = object(event)?;
-        record_invoice(tx, event, true, amount(invoice, "amount_paid")?).await?;
-        if let Some(subscription) = invoice_subscription(invoice) {
-            let payment = required(invoice, "/id")?;
-            close_case(
-                tx,
-                PROVIDER,
-                subscription,
-                Closing::Recovered,
-                Some(payment),
-                event.occurred_at(),
-            )
-            .await?;
-        }
-        Ok(())
-    })
+fn invoice_paid<'e>(plan: &mut Plan<'e>, event: &'e Event<'e>) -> Result<(), Failure> {
+    let invoice = object(event)?;
+    record_invoice(plan, event, true, amount(invoice, "amount_paid")?)?;
+    if let Some(subscription) = invoice_subscription(invoice) {
+        let payment = required(invoice, "/id")?;
+        close_case(
+            plan,
+            PROVIDER,
+            subscription,
+            Closing::Recovered,
+            Some(payment),
+            event.occurred_at(),
+        );
+    }
+    Ok(())
 }
 
-fn invoice_payment_failed<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
-    Box::pin(async move {
-        let invoice = object(event)?;
-        let due = amount(invoice, "amount_due")?;
-        let Some(subscription) = invoice_subscription(invoice) else {
-            // A one-off invoice: nothing to keep alive.
-            return record_invoice(tx, event, false, due).await;
-        };
-        // Independent statements, sent together: one round trip.
-        let (_, status) = tokio::try_join!(
-            record_invoice(tx, event, false, due),
-            membership_status(tx, PROVIDER, subscription)
-        )?;
-        // Unknown membership: its subscription event may simply not have arrived yet.
-        if status.is_some_and(|s| ENDED.contains(&s.as_str())) {
-            return Ok(());
-        }
+fn invoice_payment_failed<'e>(plan: &mut Plan<'e>, event: &'e Event<'e>) -> Result<(), Failure> {
+    let invoice = object(event)?;
+    let due = amount(invoice, "amount_due")?;
+    let payment = required(invoice, "/id")?;
+    let currency = required(invoice, "/currency")?;
+    record_invoice(plan, event, false, due)?;
+    // A one-off invoice has nothing to keep alive.
+    if let Some(subscription) = invoice_subscription(invoice) {
         open_case(
-            tx,
+            plan,
             &FailedPayment {
                 provider: PROVIDER,
                 membership: subscription,
-                payment: required(invoice, "/id")?,
+                payment,
                 amount: due,
-                currency: required(invoice, "/currency")?,
+                currency,
                 failed_at: event.occurred_at(),
+                ended: &ENDED,
             },
-        )
-        .await?;
-        Ok(())
-    })
+        );
+    }
+    Ok(())
 }
 
-fn checkout_completed<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
-    Box::pin(async move {
-        let session = object(event)?;
-        let Some(customer) = text(session, "/customer") else {
-            return Ok(()); // guest checkout: no member to record
-        };
-        upsert_member(
-            tx,
-            event,
-            PROVIDER,
-            customer,
-            Contact {
-                email: text(session, "/customer_details/email"),
-                name: text(session, "/customer_details/name"),
-            },
-        )
-        .await?;
-        if let Some(subscription) = text(session, "/subscription") {
-            tx.execute(
-                "INSERT INTO memberships (company_id, provider, external_id, member_external_id, status)
-                 VALUES (get_current_company_id(), $1, $2, $3, 'active')
-                 ON CONFLICT (company_id, provider, external_id) DO NOTHING",
-                &[&PROVIDER, &subscription, &customer],
-            )
-            .await?;
-        }
-        Ok(())
-    })
+fn checkout_completed<'e>(plan: &mut Plan<'e>, event: &'e Event<'e>) -> Result<(), Failure> {
+    let session = object(event)?;
+    let Some(customer) = text(session, "/customer") else {
+        return Ok(()); // guest checkout: no member to record
+    };
+    upsert_member(
+        plan,
+        event,
+        PROVIDER,
+        customer,
+        Contact {
+            email: text(session, "/customer_details/email"),
+            name: text(session, "/customer_details/name"),
+        },
+    );
+    if let Some(subscription) = text(session, "/subscription") {
+        plan.push(
+            "INSERT INTO memberships (company_id, provider, external_id, member_external_id, status)
+             VALUES (get_current_company_id(), $1, $2, $3, 'active')
+             ON CONFLICT (company_id, provider, external_id) DO NOTHING",
+            params![PROVIDER, subscription, customer],
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,15 +3,15 @@
 //! "email"}, "plan": {"id"}, "renewal_period_end"}, ...}`; payments carry `membership.id`,
 //! `user.id`, `total` (currency units), `currency`, `failure_message`.
 
-use inlet_postgres::Tx;
+use inlet_postgres::Plan;
 use serde_json::Value;
 
 use super::members::{
-    membership_status, required, text, upsert_member, upsert_membership, upsert_payment, Contact,
-    MembershipState, PaymentRecord,
+    required, text, upsert_member, upsert_membership, upsert_payment, Contact, MembershipState,
+    PaymentRecord,
 };
 use super::recovery::{close_case, open_case, Closing, FailedPayment};
-use crate::ledger::{Event, ProjectionFuture, Projections};
+use crate::ledger::{Event, Projections};
 use inlet_core::{DeadLetterCode, Failure};
 use inlet_webhooks::providers::Provider;
 
@@ -41,45 +41,41 @@ fn data<'e>(event: &'e Event<'_>) -> Result<&'e Value, Failure> {
         })
 }
 
-fn membership_changed<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
-    Box::pin(async move {
-        let membership = data(event)?;
-        let id = required(membership, "/id")?;
-        let deactivated = event.envelope.meta.event_type == "membership.deactivated";
-        let status = match text(membership, "/status") {
-            Some(s) if deactivated && !ENDED.contains(&s) => "canceled",
-            Some(s) => s,
-            None if deactivated => "canceled",
-            None => "active",
+fn membership_changed<'e>(plan: &mut Plan<'e>, event: &'e Event<'e>) -> Result<(), Failure> {
+    let membership = data(event)?;
+    let id = required(membership, "/id")?;
+    let deactivated = event.envelope.meta.event_type == "membership.deactivated";
+    let status = match text(membership, "/status") {
+        Some(s) if deactivated && !ENDED.contains(&s) => "canceled",
+        Some(s) => s,
+        None if deactivated => "canceled",
+        None => "active",
+    };
+    let user = text(membership, "/user/id");
+    if let Some(user) = user {
+        let contact = Contact {
+            email: text(membership, "/user/email"),
+            name: text(membership, "/user/name").or_else(|| text(membership, "/user/username")),
         };
-        let user = text(membership, "/user/id");
-        if let Some(user) = user {
-            let contact = Contact {
-                email: text(membership, "/user/email"),
-                name: text(membership, "/user/name").or_else(|| text(membership, "/user/username")),
-            };
-            upsert_member(tx, event, PROVIDER, user, contact).await?;
-        }
-        upsert_membership(
-            tx,
-            &MembershipState {
-                provider: PROVIDER,
-                external_id: id,
-                member: user,
-                plan: text(membership, "/plan/id"),
-                status,
-                current_period_end: text(membership, "/renewal_period_end"),
-            },
-        )
-        .await?;
-        if deactivated {
-            close_case(tx, PROVIDER, id, Closing::Lost, None, event.occurred_at()).await?;
-        }
-        Ok(())
-    })
+        upsert_member(plan, event, PROVIDER, user, contact);
+    }
+    upsert_membership(
+        plan,
+        &MembershipState {
+            provider: PROVIDER,
+            external_id: id,
+            member: user,
+            plan: text(membership, "/plan/id"),
+            status,
+            current_period_end: text(membership, "/renewal_period_end"),
+        },
+    );
+    if deactivated {
+        close_case(plan, PROVIDER, id, Closing::Lost, None, event.occurred_at());
+    }
+    Ok(())
 }
 
-/// Whop amounts are decimal currency units; the ledger keeps the currency's minor units.
 fn minor_units(payment: &Value) -> Result<i64, Failure> {
     let currency = text(payment, "/currency").unwrap_or("usd");
     payment
@@ -96,8 +92,8 @@ fn minor_units(payment: &Value) -> Result<i64, Failure> {
         })
 }
 
-async fn record_payment<'p>(
-    tx: &Tx<'_>,
+fn record_payment<'p>(
+    plan: &mut Plan<'_>,
     event: &'p Event<'_>,
     paid: bool,
 ) -> Result<(&'p str, Option<&'p str>, i64), Failure> {
@@ -106,7 +102,7 @@ async fn record_payment<'p>(
     let membership = text(payment, "/membership/id");
     let amount = minor_units(payment)?;
     upsert_payment(
-        tx,
+        plan,
         &PaymentRecord {
             provider: PROVIDER,
             external_id: id,
@@ -122,56 +118,42 @@ async fn record_payment<'p>(
             },
             occurred_at: event.occurred_at(),
         },
-    )
-    .await?;
+    );
     Ok((id, membership, amount))
 }
 
-fn payment_succeeded<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
-    Box::pin(async move {
-        let (id, membership, _) = record_payment(tx, event, true).await?;
-        if let Some(membership) = membership {
-            close_case(
-                tx,
-                PROVIDER,
-                membership,
-                Closing::Recovered,
-                Some(id),
-                event.occurred_at(),
-            )
-            .await?;
-        }
-        Ok(())
-    })
+fn payment_succeeded<'e>(plan: &mut Plan<'e>, event: &'e Event<'e>) -> Result<(), Failure> {
+    let (id, membership, _) = record_payment(plan, event, true)?;
+    if let Some(membership) = membership {
+        close_case(
+            plan,
+            PROVIDER,
+            membership,
+            Closing::Recovered,
+            Some(id),
+            event.occurred_at(),
+        );
+    }
+    Ok(())
 }
 
-fn payment_failed<'t>(tx: &'t Tx<'t>, event: &'t Event<'t>) -> ProjectionFuture<'t> {
-    Box::pin(async move {
-        let (id, membership, amount) = record_payment(tx, event, false).await?;
-        let Some(membership) = membership else {
-            return Ok(());
-        };
-        if membership_status(tx, PROVIDER, membership)
-            .await?
-            .is_some_and(|s| ENDED.contains(&s.as_str()))
-        {
-            return Ok(());
-        }
-        let currency = text(data(event)?, "/currency").unwrap_or("usd");
+fn payment_failed<'e>(plan: &mut Plan<'e>, event: &'e Event<'e>) -> Result<(), Failure> {
+    let (id, membership, amount) = record_payment(plan, event, false)?;
+    if let Some(membership) = membership {
         open_case(
-            tx,
+            plan,
             &FailedPayment {
                 provider: PROVIDER,
                 membership,
                 payment: id,
                 amount,
-                currency,
+                currency: text(data(event)?, "/currency").unwrap_or("usd"),
                 failed_at: event.occurred_at(),
+                ended: &ENDED,
             },
-        )
-        .await?;
-        Ok(())
-    })
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,38 +5,33 @@ use std::collections::BTreeMap;
 
 use inlet_core::crypto::KeyRing;
 use inlet_core::{DeadLetterCode, Failure};
-use inlet_domain::{process, Event, Processed, ProjectionFuture, Projections};
+use inlet_domain::{process, Event, Processed, Projections};
 use inlet_testing::{TestDb, TEST_KEYS};
 use inlet_webhooks::envelope::{BodyEncoding, Envelope, EnvelopeMeta};
 
 const COMPANY: &str = "co_ledger";
 
 /// Records each application, so "applied once" can be counted.
-fn log_projection<'t>(
-    tx: &'t inlet_postgres::Tx<'t>,
-    event: &'t Event<'t>,
-) -> ProjectionFuture<'t> {
-    Box::pin(async move {
-        let meta = &event.envelope.meta;
-        tx.execute(
-            "INSERT INTO projection_log (company_id, event_id) VALUES ($1, $2)",
-            &[&meta.company_id, &meta.event_id],
-        )
-        .await?;
-        Ok(())
-    })
+fn log_projection<'e>(
+    plan: &mut inlet_postgres::Plan<'e>,
+    event: &'e Event<'e>,
+) -> Result<(), Failure> {
+    let meta = &event.envelope.meta;
+    plan.push(
+        "INSERT INTO projection_log (company_id, event_id) VALUES ($1, $2)",
+        inlet_postgres::params![meta.company_id.as_ref(), meta.event_id.as_ref()],
+    );
+    Ok(())
 }
 
-fn refusing_projection<'t>(
-    _: &'t inlet_postgres::Tx<'t>,
-    _: &'t Event<'t>,
-) -> ProjectionFuture<'t> {
-    Box::pin(async {
-        Err(Failure::permanent(
-            DeadLetterCode::ProjectionRejected,
-            "invoice has no customer",
-        ))
-    })
+fn refusing_projection<'e>(
+    _: &mut inlet_postgres::Plan<'e>,
+    _: &'e Event<'e>,
+) -> Result<(), Failure> {
+    Err(Failure::permanent(
+        DeadLetterCode::ProjectionRejected,
+        "invoice has no customer",
+    ))
 }
 
 fn projections() -> Projections {

@@ -66,11 +66,11 @@ fn every_registered_projection_has_a_fixture_event() {
 
 #[test]
 fn a_projection_registered_under_a_misspelt_type_is_named_for_its_missing_fixture() {
-    fn nothing<'t>(
-        _: &'t inlet_postgres::Tx<'t>,
-        _: &'t inlet_domain::Event<'t>,
-    ) -> inlet_domain::ProjectionFuture<'t> {
-        Box::pin(async { Ok(()) })
+    fn nothing<'e>(
+        _: &mut inlet_postgres::Plan<'e>,
+        _: &'e inlet_domain::Event<'e>,
+    ) -> Result<(), inlet_core::Failure> {
+        Ok(())
     }
     let projections =
         inlet_domain::projections::all().register(Provider::Stripe, "invoice.payed", nothing);

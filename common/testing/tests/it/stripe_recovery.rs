@@ -315,6 +315,89 @@ async fn company_settings_choose_the_reminder_offsets() {
     assert_eq!(offsets, [1, 48]);
 }
 
+/// The statement that opens a case reads the offsets itself (it is planned before anything
+/// runs): anything but a non-empty list of whole hours >= 0 that fit an int is the default.
+#[tokio::test]
+async fn settings_offsets_that_are_not_whole_hours_fall_back_to_the_default_due_times() {
+    let cases = [
+        (json!({"reminder_offsets_hours": [48, 1]}), vec![48, 1]),
+        (json!({"reminder_offsets_hours": [0]}), vec![0]),
+        (
+            json!({"reminder_offsets_hours": [-1, 24]}),
+            vec![0, 24, 72, 168],
+        ),
+        (
+            json!({"reminder_offsets_hours": [1.5]}),
+            vec![0, 24, 72, 168],
+        ),
+        (
+            json!({"reminder_offsets_hours": ["24"]}),
+            vec![0, 24, 72, 168],
+        ),
+        (
+            json!({"reminder_offsets_hours": [3_000_000_000_u64]}),
+            vec![0, 24, 72, 168],
+        ),
+        (json!({"reminder_offsets_hours": []}), vec![0, 24, 72, 168]),
+        (
+            json!({"reminder_offsets_hours": "0,24"}),
+            vec![0, 24, 72, 168],
+        ),
+        (
+            json!({"reminder_offsets_hours": {"first": 1}}),
+            vec![0, 24, 72, 168],
+        ),
+        (
+            json!({"reminder_offsets_hours": null}),
+            vec![0, 24, 72, 168],
+        ),
+        (json!({}), vec![0, 24, 72, 168]),
+    ];
+    for (settings, expected) in cases {
+        let db = setup(settings.clone()).await;
+        run(
+            &db,
+            &[stripe(
+                "evt_fail",
+                "invoice.payment_failed",
+                "2024-03-01T11:00:00Z",
+                invoice("in_1", "open"),
+            )],
+        )
+        .await;
+        let due: Vec<(i32, String)> = rows(
+            &db,
+            "SELECT offset_hours, to_char(due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24') FROM reminders ORDER BY id",
+        )
+        .await
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+        let failed_at = time::OffsetDateTime::parse(
+            "2024-03-01T11:00:00Z",
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        let wanted: Vec<(i32, String)> = expected
+            .iter()
+            .map(|h| {
+                let at = failed_at + time::Duration::hours(i64::from(*h));
+                (
+                    *h,
+                    format!(
+                        "{:04}-{:02}-{:02} {:02}",
+                        at.year(),
+                        u8::from(at.month()),
+                        at.day(),
+                        at.hour()
+                    ),
+                )
+            })
+            .collect();
+        assert_eq!(due, wanted, "settings {settings}");
+    }
+}
+
 #[tokio::test]
 async fn customers_become_members_with_an_email_hash_and_no_email() {
     let db = setup(json!({})).await;
