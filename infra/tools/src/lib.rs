@@ -5,5 +5,6 @@
 
 pub mod chaos;
 pub mod intake_fixture;
+pub mod pgbench;
 pub mod samples;
 pub mod timing;

@@ -24,8 +24,10 @@ use inlet_domain::projections::all as projections;
 use inlet_lambda::batch::{Backoff, BatchRunner};
 use inlet_lambda::metrics::Discard;
 use inlet_lambda::process_events::Processor;
-use inlet_postgres::{self as db, migrate, Database, DbSettings};
-use inlet_testing::{migrations_dir, with_dbname, TEST_KEYS};
+use inlet_postgres::{Database, DbSettings};
+use inlet_testing::TEST_KEYS;
+use inlet_tools::pgbench::{self, cpu_ticks, tps, BenchDb, COMPANIES, TICKS_PER_SEC};
+use inlet_tools::timing::median;
 use inlet_webhooks::envelope::{BodyEncoding, Envelope, EnvelopeMeta};
 use serde_json::json;
 
@@ -68,8 +70,6 @@ impl Visibility for Counting {
         Ok(())
     }
 }
-
-const COMPANIES: usize = 10;
 
 /// A realistic mix per customer: customer.created, subscription.updated, invoice.payment_failed
 /// (opens a case with reminders), invoice.paid (recovers it), spread over companies.
@@ -197,102 +197,12 @@ fn run_consumers(
     Ok((started.elapsed(), failures.load(Ordering::Relaxed)))
 }
 
-fn pgbench(url: &str, args: &[String]) -> anyhow::Result<String> {
-    let bin = ["/usr/lib/postgresql/15/bin/pgbench", "pgbench"]
-        .into_iter()
-        .find(|p| {
-            std::process::Command::new(p)
-                .arg("--version")
-                .output()
-                .is_ok()
-        })
-        .context("pgbench not found (Debian's postgresql package installs it)")?;
-    let output = std::process::Command::new(bin)
-        .args(args)
-        .arg(url)
-        .output()?;
-    if !output.status.success() {
-        bail!(
-            "pgbench failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
-/// CPU time used so far, in clock ticks: by the whole machine (busy, all cores), by this
-/// process (the consumers, exited threads included) and by its waited-for children (pgbench).
-/// Postgres's share of a phase is the machine's less ours and our children's: backends that
-/// exit during the phase are counted too, which summing live processes would miss.
-fn cpu_ticks() -> (u64, u64, u64) {
-    let machine = std::fs::read_to_string("/proc/stat")
-        .ok()
-        .and_then(|stat| {
-            let fields: Vec<u64> = stat
-                .lines()
-                .next()?
-                .split_whitespace()
-                .skip(1)
-                .filter_map(|f| f.parse().ok())
-                .collect();
-            // user nice system idle iowait irq softirq steal: all but idle and iowait.
-            Some(fields.iter().take(8).sum::<u64>() - fields.get(3)? - fields.get(4)?)
-        })
-        .unwrap_or(0);
-    let (own, children) = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|stat| {
-            let (_, rest) = stat.rsplit_once(')')?;
-            let fields: Vec<u64> = rest
-                .split_whitespace()
-                .map(|f| f.parse().unwrap_or(0))
-                .collect();
-            Some((
-                fields.get(11)? + fields.get(12)?,
-                fields.get(13)? + fields.get(14)?,
-            ))
-        })
-        .unwrap_or((0, 0));
-    (machine, own, children)
-}
-
-/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
-const TICKS_PER_SEC: f64 = 100.0;
-
-fn tps(report: &str) -> Option<f64> {
-    report
-        .lines()
-        .find(|l| l.starts_with("tps = "))
-        .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let name = format!("inlet_bench_{}", std::process::id());
-    let server = db::connect(&args.admin_url).await?;
-    server
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await?;
-    let admin_url = with_dbname(&args.admin_url, &name);
-    let app_url = with_dbname(&args.app_url, &name);
-    let mut admin = db::connect(&admin_url).await?;
-    migrate::apply(&mut admin, &migrate::load_dir(&migrations_dir())?).await?;
-    for c in 0..COMPANIES {
-        admin
-            .execute(
-                "INSERT INTO companies (company_id, name) VALUES ($1, $1)",
-                &[&format!("co_bench_{c}")],
-            )
-            .await?;
-    }
+    let bench = BenchDb::create(&args.admin_url, &args.app_url).await?;
+    let (admin, admin_url, app_url) = (&bench.admin, &bench.admin_url, &bench.app_url);
     let batches = Arc::new(batches(&envelopes(args.envelopes)));
-    pgbench(
-        &admin_url,
-        &["-i".into(), "-q".into(), "-s".into(), "10".into()],
-    )?;
-
     println!(
         "envelopes: {} in batches of 10 (stripe: customer, subscription, payment_failed, paid)",
         args.envelopes
@@ -302,11 +212,11 @@ async fn main() -> anyhow::Result<()> {
     let mut ratios: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     let runs = (0..args.rounds).flat_map(|_| args.consumers.iter().copied());
     for consumers in runs {
-        reset(&admin).await?;
+        reset(admin).await?;
         // The previous pgbench's backends have exited by now: the sum covers this run only.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let (machine_before, own_before, _) = cpu_ticks();
-        let (elapsed, failures) = run_consumers(&app_url, batches.clone(), consumers)?;
+        let (elapsed, failures) = run_consumers(app_url, batches.clone(), consumers)?;
         let (machine_after, own_after, _) = cpu_ticks();
         let per_event = |ticks: u64| ticks as f64 / TICKS_PER_SEC * 1e6 / args.envelopes as f64;
         let own = own_after.saturating_sub(own_before);
@@ -327,22 +237,10 @@ async fn main() -> anyhow::Result<()> {
             bail!("expected {} ledger rows, found {rows}", args.envelopes);
         }
         let rate = args.envelopes as f64 / elapsed.as_secs_f64();
-        let threads = consumers.min(2).to_string();
         let (machine_before, _, children_before) = cpu_ticks();
-        let report = pgbench(
-            &admin_url,
-            &[
-                "-b".into(),
-                "simple-update".into(),
-                "-c".into(),
-                consumers.to_string(),
-                "-j".into(),
-                threads,
-                "-T".into(),
-                args.pgbench_seconds.to_string(),
-                "-n".into(),
-            ],
-        )?;
+        let mut simple_update = vec!["-b".into(), "simple-update".into()];
+        simple_update.extend(pgbench::timed(consumers, args.pgbench_seconds));
+        let report = pgbench::run(admin_url, &simple_update)?;
         let (machine_after, _, children_after) = cpu_ticks();
         let pgbench_own = children_after.saturating_sub(children_before);
         let floor = tps(&report).context("pgbench printed no tps")?;
@@ -366,20 +264,14 @@ async fn main() -> anyhow::Result<()> {
         ratios.entry(consumers).or_default().push(rate / floor);
     }
     if args.rounds > 1 {
-        for (consumers, mut values) in ratios {
-            values.sort_by(f64::total_cmp);
-            let listed: Vec<String> = values.iter().map(|r| format!("{r:.2}")).collect();
+        for (consumers, values) in ratios {
             println!(
                 "{consumers} consumers: median ratio {:.2} over {} rounds ({})",
-                values[values.len() / 2],
+                median(values.clone()),
                 values.len(),
-                listed.join(", ")
+                pgbench::listed(&values)
             );
         }
     }
-    drop(admin);
-    server
-        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .await?;
-    Ok(())
+    bench.drop().await
 }
