@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use inlet_postgres::{Database, DbSettings, DbUnavailable};
+use inlet_postgres::{Database, DbSettings, DbUnavailable, Plan};
 use inlet_testing::TestDb;
 use tokio_postgres::error::SqlState;
 
@@ -136,4 +136,89 @@ async fn database_errors_map_to_the_consumers_error_classes() {
         matches!(failure_for(&gone), Failure::TransientBatch(_)),
         "a lost connection stops the batch"
     );
+}
+
+/// The rows a plan's statements left in `steps`, in order.
+async fn steps(db: &TestDb) -> Vec<(i32, String)> {
+    db.admin()
+        .await
+        .query("SELECT n, v FROM steps ORDER BY n", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_plan_sent_as_one_pipeline_runs_its_statements_in_the_order_pushed() {
+    let db = TestDb::create_empty().await;
+    db.admin()
+        .await
+        .batch_execute("CREATE TABLE steps (n int PRIMARY KEY, v text NOT NULL)")
+        .await
+        .unwrap();
+    let mut connection = inlet_postgres::Connection::from(db.admin().await);
+    // Twice: the first run prepares the statements, the second finds them prepared.
+    let digits: Vec<String> = (0..100).map(|d| d.to_string()).collect();
+    for n in [1_i32, 2] {
+        let tx = connection.tx().await.unwrap();
+        let mut plan = Plan::default();
+        plan.push(
+            "INSERT INTO steps (n, v) VALUES ($1, '')",
+            inlet_postgres::params![n],
+        );
+        // Each appends to what the one before left: only the pushed order gives 0-1-...-99.
+        for digit in &digits {
+            plan.push(
+                "UPDATE steps SET v = v || CASE WHEN v = '' THEN '' ELSE '-' END || $2 WHERE n = $1",
+                inlet_postgres::params![n, digit.as_str()],
+            );
+        }
+        tx.run(&plan).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    let expected: String = (0..100)
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("-");
+    assert_eq!(steps(&db).await, [(1, expected.clone()), (2, expected)]);
+}
+
+#[tokio::test]
+async fn a_failing_statement_in_a_plan_is_the_error_reported_and_nothing_of_the_plan_is_kept() {
+    let db = TestDb::create_empty().await;
+    db.admin()
+        .await
+        .batch_execute("CREATE TABLE steps (n int PRIMARY KEY, v text NOT NULL)")
+        .await
+        .unwrap();
+    let mut connection = inlet_postgres::Connection::from(db.admin().await);
+    let tx = connection.tx().await.unwrap();
+    let mut plan = Plan::default();
+    plan.push(
+        "INSERT INTO steps (n, v) VALUES ($1, $2)",
+        inlet_postgres::params![1_i32, "before"],
+    );
+    plan.push("SELECT 1 / $1::int", inlet_postgres::params![0_i32]);
+    plan.push(
+        "INSERT INTO steps (n, v) VALUES ($1, $2)",
+        inlet_postgres::params![2_i32, "after"],
+    );
+    let error = tx.run(&plan).await.unwrap_err();
+    // Not the "current transaction is aborted" of the statement after it.
+    assert_eq!(error.0.code(), Some(&SqlState::DIVISION_BY_ZERO), "{error}");
+    drop(tx);
+    assert_eq!(steps(&db).await, []);
+    // The connection is usable again, and the same statements run once the plan is sound.
+    let tx = connection.tx().await.unwrap();
+    let mut plan = Plan::default();
+    plan.push(
+        "INSERT INTO steps (n, v) VALUES ($1, $2)",
+        inlet_postgres::params![1_i32, "before"],
+    );
+    plan.push("SELECT 1 / $1::int", inlet_postgres::params![1_i32]);
+    tx.run(&plan).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(steps(&db).await, [(1, "before".to_owned())]);
 }
