@@ -138,6 +138,18 @@ async fn database_errors_map_to_the_consumers_error_classes() {
     );
 }
 
+/// A database with an empty table `steps` (n, v), and a connection to it.
+async fn steps_table() -> (TestDb, inlet_postgres::Connection) {
+    let db = TestDb::create_empty().await;
+    db.admin()
+        .await
+        .batch_execute("CREATE TABLE steps (n int PRIMARY KEY, v text NOT NULL)")
+        .await
+        .unwrap();
+    let connection = inlet_postgres::Connection::from(db.admin().await);
+    (db, connection)
+}
+
 /// The rows a plan's statements left in `steps`, in order.
 async fn steps(db: &TestDb) -> Vec<(i32, String)> {
     db.admin()
@@ -152,13 +164,7 @@ async fn steps(db: &TestDb) -> Vec<(i32, String)> {
 
 #[tokio::test]
 async fn a_plan_sent_as_one_pipeline_runs_its_statements_in_the_order_pushed() {
-    let db = TestDb::create_empty().await;
-    db.admin()
-        .await
-        .batch_execute("CREATE TABLE steps (n int PRIMARY KEY, v text NOT NULL)")
-        .await
-        .unwrap();
-    let mut connection = inlet_postgres::Connection::from(db.admin().await);
+    let (db, mut connection) = steps_table().await;
     // Twice: the first run prepares the statements, the second finds them prepared.
     let digits: Vec<String> = (0..100).map(|d| d.to_string()).collect();
     for n in [1_i32, 2] {
@@ -187,13 +193,7 @@ async fn a_plan_sent_as_one_pipeline_runs_its_statements_in_the_order_pushed() {
 
 #[tokio::test]
 async fn a_failing_statement_in_a_plan_is_the_error_reported_and_nothing_of_the_plan_is_kept() {
-    let db = TestDb::create_empty().await;
-    db.admin()
-        .await
-        .batch_execute("CREATE TABLE steps (n int PRIMARY KEY, v text NOT NULL)")
-        .await
-        .unwrap();
-    let mut connection = inlet_postgres::Connection::from(db.admin().await);
+    let (db, mut connection) = steps_table().await;
     let tx = connection.tx().await.unwrap();
     let mut plan = Plan::default();
     plan.push(

@@ -38,19 +38,38 @@ struct Args {
 /// Each script's transaction writes this many events.
 const EVENTS_PER_TRANSACTION: f64 = 8.0;
 
-const SHAPES: [(&str, &str); 3] = [
+/// (shape, script, sent as one pipeline).
+const SHAPES: [(&str, &str, bool); 3] = [
     (
         "per event, a round trip each",
-        "ceiling-per-event-round-trips.sql",
+        "ceiling-per-event.sql",
+        false,
     ),
-    ("per event, one pipeline", "ceiling-per-event-pipelined.sql"),
-    ("set-based, one pipeline", "ceiling-set-based-pipelined.sql"),
+    ("per event, one pipeline", "ceiling-per-event.sql", true),
+    ("set-based, one pipeline", "ceiling-set-based.sql", true),
 ];
 
-fn script(file: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+/// The script, in a file pgbench reads: as it is, or with its statements between
+/// `\startpipeline` and `\endpipeline` (after its comments and `\set` lines).
+fn script(file: &str, pipelined: bool) -> anyhow::Result<tempfile::NamedTempFile> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("bench")
-        .join(file)
+        .join(file);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+    let (head, statements): (Vec<&str>, Vec<&str>) = text
+        .lines()
+        .partition(|l| l.starts_with("--") || l.starts_with("\\set"));
+    let mut out = head.join("\n") + "\n";
+    if pipelined {
+        out += "\\startpipeline\n";
+    }
+    out += &(statements.join("\n") + "\n");
+    if pipelined {
+        out += "\\endpipeline\n";
+    }
+    let mut temp = tempfile::NamedTempFile::new()?;
+    std::io::Write::write_all(&mut temp, out.as_bytes())?;
+    Ok(temp)
 }
 
 #[tokio::main]
@@ -61,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "| round | simple-update TPS | {} |",
         SHAPES
-            .map(|(shape, _)| format!("{shape}: events/s (ratio)"))
+            .map(|(shape, ..)| format!("{shape}: events/s (ratio)"))
             .join(" | ")
     );
     println!("|---|---|---|---|---|");
@@ -72,13 +91,13 @@ async fn main() -> anyhow::Result<()> {
         let floor = tps(&pgbench::run(&bench.admin_url, &simple_update)?)
             .context("pgbench printed no tps")?;
         let mut cells = Vec::new();
-        for (shape, file) in SHAPES {
-            let path = script(file);
+        for (shape, file, pipelined) in SHAPES {
+            let script = script(file, pipelined)?;
             let mut run = vec![
                 "-M".into(),
                 "prepared".into(),
                 "-f".into(),
-                path.display().to_string(),
+                script.path().display().to_string(),
             ];
             run.extend(timed.clone());
             let events = EVENTS_PER_TRANSACTION
@@ -88,7 +107,7 @@ async fn main() -> anyhow::Result<()> {
         }
         println!("| {round} | {floor:.0} | {} |", cells.join(" | "));
     }
-    for (shape, _) in SHAPES {
+    for (shape, ..) in SHAPES {
         let values = ratios.remove(shape).unwrap_or_default();
         println!(
             "{shape}: median ratio {:.2} over {} rounds ({})",

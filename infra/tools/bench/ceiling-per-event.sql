@@ -1,4 +1,5 @@
--- Ceiling: the events' statements one by one, a round trip each (the shape before pipelining).
+-- Ceiling: the events' statements one by one, as the projections send them (bench-ceiling runs
+-- it with a round trip per statement, and as one pipeline).
 -- 
 -- One transaction = the eight events bench-process sends for two customers of one company
 -- (customer.created, customer.subscription.updated, invoice.payment_failed, invoice.paid each),
