@@ -299,14 +299,21 @@ fn event_sources(
                     })?
                     .to_owned();
                 let batch_size = number(property("BatchSize"), &context("BatchSize"), 10)?;
-                if !(1..=10).contains(&batch_size) {
-                    bail!("{}: locally 1 to 10 (one ReceiveMessage call)", context("BatchSize"));
-                }
                 let window = number(
                     property("MaximumBatchingWindowInSeconds"),
                     &context("MaximumBatchingWindowInSeconds"),
                     0,
                 )?;
+                // Lambda's limits for a standard queue.
+                if !(1..=10_000).contains(&batch_size) {
+                    bail!("{}: 1 to 10000", context("BatchSize"));
+                }
+                if batch_size > 10 && window < 1 {
+                    bail!(
+                        "{}: above 10 needs MaximumBatchingWindowInSeconds of at least 1",
+                        context("BatchSize")
+                    );
+                }
                 let max_concurrency = number(
                     property("ScalingConfig").and_then(|s| s.get("MaximumConcurrency")),
                     &context("ScalingConfig.MaximumConcurrency"),

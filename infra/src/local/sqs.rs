@@ -55,16 +55,37 @@ pub fn to_delete(ids: &[String], result: Result<&[u8], ()>, report_failures: boo
         .collect()
 }
 
+/// Lambda's limit on an invocation's payload; SQS's on a message, with room for the
+/// record's attributes.
+const PAYLOAD_LIMIT: usize = 6 * 1024 * 1024;
+const RECORD_MAX: usize = 256 * 1024 + 4 * 1024;
+
+/// How many messages to ask for next: what the batch still lacks, at most the 10 SQS returns
+/// per call, and no more than could still fit the invocation's payload if each were as large
+/// as a message can be (Lambda, too, sends fewer records when they would not fit). Zero: the
+/// batch is complete.
+pub fn to_request(batch_size: usize, received: usize, received_bytes: usize) -> usize {
+    let room = PAYLOAD_LIMIT.saturating_sub(received_bytes) / RECORD_MAX;
+    batch_size.saturating_sub(received).min(10).min(room)
+}
+
 async fn receive(
     sqs: &aws_sdk_sqs::Client,
     url: &str,
     source: &SqsSource,
     stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<aws_sdk_sqs::types::Message>> {
-    let mut messages = Vec::new();
+    let mut messages: Vec<aws_sdk_sqs::types::Message> = Vec::new();
     let started = Instant::now();
     loop {
-        let wanted = source.batch_size as usize - messages.len();
+        let received_bytes: usize = messages
+            .iter()
+            .map(|m| m.body.as_deref().map_or(0, str::len) + RECORD_MAX - 256 * 1024)
+            .sum();
+        let wanted = to_request(source.batch_size as usize, messages.len(), received_bytes);
+        if wanted == 0 {
+            return Ok(messages);
+        }
         let left = source.window.saturating_sub(started.elapsed());
         // Long-poll while nothing has arrived. Within a batching window, SQS's whole seconds
         // cannot express what is left, so short polls a tenth of a second apart fill the batch
@@ -88,7 +109,7 @@ async fn receive(
             .await
             .map_err(|e| anyhow::anyhow!(inlet_adapters::aws::describe_error(&e)))?;
         messages.extend(received.messages.unwrap_or_default());
-        let full = messages.len() >= source.batch_size as usize;
+        let full = to_request(source.batch_size as usize, messages.len(), 0) == 0;
         let window_over = started.elapsed() >= source.window;
         if full || (!messages.is_empty() && window_over) || *stop.borrow() {
             return Ok(messages);
@@ -167,22 +188,22 @@ pub async fn poll(
                     .ok()
             })
             .collect();
-        if entries.is_empty() {
-            continue;
-        }
-        if let Err(error) = sqs
-            .delete_message_batch()
-            .queue_url(&url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-        {
-            // Not lost: the messages come back after their visibility timeout.
-            output.say(&format!(
-                "{}: deleting processed messages failed: {}",
-                function.spec.id,
-                inlet_adapters::aws::describe_error(&error)
-            ));
+        // DeleteMessageBatch takes ten entries at a time.
+        for chunk in entries.chunks(10) {
+            if let Err(error) = sqs
+                .delete_message_batch()
+                .queue_url(&url)
+                .set_entries(Some(chunk.to_vec()))
+                .send()
+                .await
+            {
+                // Not lost: the messages come back after their visibility timeout.
+                output.say(&format!(
+                    "{}: deleting processed messages failed: {}",
+                    function.spec.id,
+                    inlet_adapters::aws::describe_error(&error)
+                ));
+            }
         }
     }
 }
@@ -193,6 +214,18 @@ mod tests {
 
     fn ids() -> Vec<String> {
         vec!["a".into(), "b".into(), "c".into()]
+    }
+
+    #[test]
+    fn a_batch_is_asked_for_ten_at_a_time_up_to_its_size_and_the_invocation_payload_limit() {
+        assert_eq!(to_request(50, 0, 0), 10);
+        assert_eq!(to_request(50, 45, 45 * 6_000), 5);
+        assert_eq!(to_request(50, 50, 50 * 6_000), 0);
+        assert_eq!(to_request(5, 0, 0), 5);
+        // Twenty messages of 256 KiB: what could still come might not fit 6 MB.
+        let large = 20 * RECORD_MAX;
+        assert_eq!(to_request(50, 20, large), 3);
+        assert_eq!(to_request(50, 23, 23 * RECORD_MAX), 0);
     }
 
     #[test]

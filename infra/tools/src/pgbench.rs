@@ -8,6 +8,10 @@ use inlet_testing::{migrations_dir, with_dbname};
 /// Companies `co_bench_0` .. `co_bench_9`: the benches spread their events over them.
 pub const COMPANIES: usize = 10;
 
+/// Records per batch, as process-events receives them: its `BatchSize` in template.yaml (a
+/// test holds the two equal).
+pub const PROCESS_BATCH_SIZE: u16 = 50;
+
 /// A database of its own on the local server, migrated, with the bench companies and pgbench's
 /// tables (scale 10); dropped by [`BenchDb::drop`].
 pub struct BenchDb {

@@ -63,7 +63,7 @@ fn the_repository_template_runs_locally_with_every_source_and_variable_resolved(
         process.sqs,
         [SqsSource {
             queue: "EventsQueue".into(),
-            batch_size: 10,
+            batch_size: 50,
             window: Duration::from_secs(1),
             max_concurrency: 10,
             report_failures: true
@@ -117,6 +117,28 @@ fn an_unsupported_event_type_or_intrinsic_is_an_error_naming_resource_and_proper
         error.contains("F.Events.Tick.Properties.Schedule"),
         "{error}"
     );
+}
+
+#[test]
+fn a_batch_size_is_held_to_lambdas_limits_for_a_standard_queue() {
+    let sqs = |batch: &str, window: &str| {
+        format!("      Events:\n        E:\n          Type: SQS\n          Properties:\n            Queue: !GetAtt Q.Arn\n            BatchSize: {batch}\n{window}")
+    };
+    let error = error_of(&sqs("50", ""));
+    assert!(
+        error.contains("F.Events.E.Properties.BatchSize")
+            && error.contains("MaximumBatchingWindowInSeconds of at least 1"),
+        "{error}"
+    );
+    assert!(error_of(&sqs("10001", "")).contains("1 to 10000"));
+    assert!(error_of(&sqs("0", "")).contains("1 to 10000"));
+    let template = Template::parse(&format!(
+        "{HEAD}{}",
+        sqs("50", "            MaximumBatchingWindowInSeconds: 1\n")
+    ))
+    .unwrap();
+    let specs = functions(&template, &locals()).unwrap();
+    assert_eq!(specs[0].sqs[0].batch_size, 50);
 }
 
 #[test]

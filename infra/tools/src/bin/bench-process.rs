@@ -1,7 +1,8 @@
 //! End-to-end benchmark of event processing: N mixed Stripe envelopes through the
 //! process-events handler (batch runner, ledger, projections) into the local Postgres, in
-//! batches of 10, with 1, 2 and 4 concurrent consumers (one connection each); then pgbench's
-//! simple-update on the same server as the floor.
+//! batches as the template's event source delivers them (50), with 1, 2 and 4 concurrent
+//! consumers (one connection each); then pgbench's simple-update on the same server as the
+//! floor.
 //!
 //! Run: `make services && . .local/env && cargo run --release -p inlet-tools --bin bench-process`
 //! (`-- --rounds 5` repeats every measurement and prints median ratios). CPU per event is read
@@ -26,7 +27,9 @@ use inlet_lambda::metrics::Discard;
 use inlet_lambda::process_events::Processor;
 use inlet_postgres::{Database, DbSettings};
 use inlet_testing::TEST_KEYS;
-use inlet_tools::pgbench::{self, cpu_ticks, tps, BenchDb, COMPANIES, TICKS_PER_SEC};
+use inlet_tools::pgbench::{
+    self, cpu_ticks, tps, BenchDb, COMPANIES, PROCESS_BATCH_SIZE, TICKS_PER_SEC,
+};
 use inlet_tools::timing::median;
 use inlet_webhooks::envelope::{BodyEncoding, Envelope, EnvelopeMeta};
 use serde_json::json;
@@ -38,6 +41,10 @@ use serde_json::json;
 struct Args {
     #[arg(long, default_value_t = 10_000)]
     envelopes: usize,
+    /// Records per SQS batch (default: process-events' `BatchSize` in template.yaml;
+    /// `record_events` takes up to 100).
+    #[arg(long, default_value_t = PROCESS_BATCH_SIZE, value_parser = clap::value_parser!(u16).range(1..=100))]
+    batch_size: u16,
     #[arg(long, default_value = "1,2,4", value_delimiter = ',')]
     consumers: Vec<usize>,
     /// Seconds pgbench runs at each client count.
@@ -112,9 +119,9 @@ fn envelopes(count: usize) -> Vec<String> {
         .collect()
 }
 
-fn batches(bodies: &[String]) -> Vec<SqsEvent> {
+fn batches(bodies: &[String], size: usize) -> Vec<SqsEvent> {
     bodies
-        .chunks(10)
+        .chunks(size)
         .enumerate()
         .map(|(b, chunk)| {
             let mut event = SqsEvent::default();
@@ -202,10 +209,13 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bench = BenchDb::create(&args.admin_url, &args.app_url).await?;
     let (admin, admin_url, app_url) = (&bench.admin, &bench.admin_url, &bench.app_url);
-    let batches = Arc::new(batches(&envelopes(args.envelopes)));
+    let batches = Arc::new(batches(
+        &envelopes(args.envelopes),
+        usize::from(args.batch_size),
+    ));
     println!(
-        "envelopes: {} in batches of 10 (stripe: customer, subscription, payment_failed, paid)",
-        args.envelopes
+        "envelopes: {} in batches of {} (stripe: customer, subscription, payment_failed, paid)",
+        args.envelopes, args.batch_size
     );
     println!("| consumers | elapsed | events/s | pgbench simple-update TPS (same clients) | events/s / TPS | Postgres CPU per event | consumer CPU per event | Postgres CPU per pgbench transaction |");
     println!("|---|---|---|---|---|---|---|---|");

@@ -1,6 +1,7 @@
 //! Repository checks: the crate layering, test code kept out of deployed binaries, and the
 //! provider table's checklist. One test binary.
 
+mod benches;
 mod layers;
 mod providers;
 
